@@ -1,1 +1,28 @@
+//! Switchboard: a real-time support and coaching server. A guided tour, from the wire inwards:
 
+/// Agent accounts: creation and first API token.
+pub mod agents;
+/// Visitor tokens and API token hashing.
+pub mod auth;
+/// The conversation service: store first, then fan out in `seq` order.
+pub mod chat;
+/// The command line.
+pub mod cli;
+/// Typed configuration: defaults, file, environment.
+pub mod config;
+/// The product's vocabulary: ids, states, roles, validated text.
+pub mod domain;
+/// REST API, operator endpoints, error mapping.
+pub mod http;
+/// The hub task that owns rooms and fans frames out.
+pub mod hub;
+/// Prometheus metrics.
+pub mod metrics;
+/// The WebSocket wire protocol: frames, error codes, close codes.
+pub mod protocol;
+/// Building and running the server.
+pub mod startup;
+/// Storage on SQLite or PostgreSQL.
+pub mod store;
+/// WebSocket endpoints and socket loops.
+pub mod ws;

@@ -1,0 +1,208 @@
+//! The conversation service: every change to a conversation is stored first and then fanned
+//! out through the hub, in `seq` order. Both the WebSocket loops and the REST handlers go
+//! through here, so a message reaches the same sockets whichever way it arrived.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::domain::{
+    AgentId, AuthorRole, Conversation, ConversationId, ConversationState, Message, VisitorId,
+};
+use crate::hub::{Audience, ConnId, HubHandle, Outbound, Room};
+use crate::metrics::Metrics;
+use crate::protocol::{ConversationEvent, MessageFrame, ServerFrame};
+use crate::store::{Appended, NewMessage, Store, StoreError};
+
+/// Per-conversation ordering locks, striped so their number stays fixed.
+const LOCK_STRIPES: usize = 1024;
+
+#[derive(Clone, Debug)]
+pub struct Chat {
+    store: Store,
+    hub: HubHandle,
+    metrics: Metrics,
+    locks: Arc<[Mutex<()>]>,
+}
+
+impl Chat {
+    pub fn new(store: Store, hub: HubHandle, metrics: Metrics) -> Self {
+        Self {
+            store,
+            hub,
+            metrics,
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn hub(&self) -> &HubHandle {
+        &self.hub
+    }
+
+    /// Serialises store-then-publish per conversation, so sockets see `seq` in order.
+    async fn lock(&self, id: ConversationId) -> MutexGuard<'_, ()> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut hasher);
+        self.locks[hasher.finish() as usize % self.locks.len()]
+            .lock()
+            .await
+    }
+
+    /// Opens a conversation for a visitor and announces it to the agents.
+    pub async fn start_conversation(&self, visitor: VisitorId) -> Result<Conversation, StoreError> {
+        let conversation = self.store.create_conversation(visitor).await?;
+        self.announce(&conversation, ConversationEvent::Created)
+            .await;
+        Ok(conversation)
+    }
+
+    /// Stores a message and delivers it to the conversation's sockets (except `sender`, which
+    /// gets an ack instead) and to the agents who may see it. A resend is stored once.
+    pub async fn post(
+        &self,
+        new: NewMessage,
+        sender: Option<ConnId>,
+    ) -> Result<Appended, StoreError> {
+        let _order = self.lock(new.conversation_id).await;
+        let mut conversation = self.store.conversation(new.conversation_id).await?;
+        if new.author == AuthorRole::Visitor && conversation.state == ConversationState::Resolved {
+            conversation = self.store.reopen_for_visitor(conversation.id).await?;
+            self.announce(&conversation, ConversationEvent::Updated)
+                .await;
+        }
+        let appended = self.store.append_message(&new).await?;
+        if let Appended::New(message) = &appended {
+            self.metrics
+                .messages
+                .with_label_values(&[message.author.as_str()])
+                .inc();
+            self.deliver(message, conversation.assignee_id, sender)
+                .await;
+        }
+        Ok(appended)
+    }
+
+    async fn deliver(&self, message: &Message, owner: Option<AgentId>, sender: Option<ConnId>) {
+        let out = Outbound {
+            seq: Some(message.seq),
+            text: ServerFrame::Message(MessageFrame::from(message))
+                .to_json()
+                .into(),
+        };
+        self.hub
+            .publish(
+                Room::Conversation(message.conversation_id),
+                out.clone(),
+                Audience::Everyone,
+                sender,
+            )
+            .await;
+        self.hub
+            .publish(Room::AgentFeed, out, Audience::OwnerOf(owner), None)
+            .await;
+    }
+
+    pub async fn claim(
+        &self,
+        id: ConversationId,
+        agent: AgentId,
+    ) -> Result<Conversation, StoreError> {
+        let _order = self.lock(id).await;
+        let conversation = self.store.claim_conversation(id, agent).await?;
+        self.announce(&conversation, ConversationEvent::Updated)
+            .await;
+        Ok(conversation)
+    }
+
+    pub async fn resolve(&self, id: ConversationId) -> Result<Conversation, StoreError> {
+        let _order = self.lock(id).await;
+        let conversation = self.store.resolve_conversation(id).await?;
+        self.announce(&conversation, ConversationEvent::Updated)
+            .await;
+        Ok(conversation)
+    }
+
+    pub async fn reopen(
+        &self,
+        id: ConversationId,
+        agent: AgentId,
+    ) -> Result<Conversation, StoreError> {
+        let _order = self.lock(id).await;
+        let conversation = self.store.reopen_conversation(id, agent).await?;
+        self.announce(&conversation, ConversationEvent::Updated)
+            .await;
+        Ok(conversation)
+    }
+
+    /// Tells the visitor's tabs the new state, and every agent what changed: agents need to
+    /// know when a conversation they could take is taken.
+    async fn announce(&self, conversation: &Conversation, event: ConversationEvent) {
+        let state = ServerFrame::State {
+            conversation_id: conversation.id,
+            state: conversation.state,
+        };
+        self.hub
+            .publish(
+                Room::Conversation(conversation.id),
+                Outbound {
+                    seq: None,
+                    text: state.to_json().into(),
+                },
+                Audience::Everyone,
+                None,
+            )
+            .await;
+        let feed = ServerFrame::Conversation {
+            event,
+            conversation,
+        };
+        self.hub
+            .publish(
+                Room::AgentFeed,
+                Outbound {
+                    seq: None,
+                    text: feed.to_json().into(),
+                },
+                Audience::Everyone,
+                None,
+            )
+            .await;
+    }
+
+    /// Relays an ephemeral frame (typing, read) to the conversation's other sockets and its
+    /// agents. Nothing is stored.
+    pub async fn relay(
+        &self,
+        id: ConversationId,
+        frame: &ServerFrame<'_>,
+        sender: ConnId,
+    ) -> Result<(), StoreError> {
+        let conversation = self.store.conversation(id).await?;
+        let out = Outbound {
+            seq: None,
+            text: frame.to_json().into(),
+        };
+        self.hub
+            .publish(
+                Room::Conversation(id),
+                out.clone(),
+                Audience::Everyone,
+                Some(sender),
+            )
+            .await;
+        self.hub
+            .publish(
+                Room::AgentFeed,
+                out,
+                Audience::OwnerOf(conversation.assignee_id),
+                Some(sender),
+            )
+            .await;
+        Ok(())
+    }
+}

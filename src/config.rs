@@ -1,0 +1,319 @@
+//! One typed configuration tree: defaults, then an optional TOML file, then `SWITCHBOARD_*`
+//! environment variables (and `DATABASE_URL`). Unknown keys are rejected; cross-field checks
+//! run once at boot so a bad deployment fails before it serves anything.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Default config file looked up in the working directory when none is named.
+pub const DEFAULT_CONFIG_FILE: &str = "switchboard.toml";
+
+/// The whole configuration of one Switchboard process.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub websocket: WebSocketSettings,
+    pub auth: AuthSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub host: String,
+    /// 0 picks a free port (used by the tests).
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per CPU core.
+    pub workers: usize,
+    /// Seconds granted to open connections when the server stops.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            workers: 0,
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://path?mode=rwc` (default, embedded) or `postgres://user@host/db`.
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/switchboard.db?mode=rwc".into(),
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketSettings {
+    /// Longest message text accepted from a client, in bytes; longer gets a `too_large` error frame.
+    pub max_text_bytes: usize,
+    /// Largest WebSocket frame read at all; a bigger one closes the connection (1009).
+    pub max_frame_bytes: usize,
+    /// Frames buffered per connection before it counts as a slow consumer and is closed.
+    pub outbound_queue: usize,
+    /// How often the server pings each client.
+    pub heartbeat_interval_ms: u64,
+    /// A client silent for this long is dropped.
+    pub client_timeout_ms: u64,
+    /// Time allowed between the upgrade and the `hello` frame.
+    pub hello_timeout_ms: u64,
+    /// Time allowed for one frame to be handed to a client's socket before it counts as stuck.
+    pub write_timeout_ms: u64,
+    /// Sustained chat messages per second allowed from one connection.
+    pub messages_per_second: u32,
+    /// Burst of chat messages allowed above the sustained rate.
+    pub message_burst: u32,
+}
+
+/// Named defaults for the heartbeat, kept in one place.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(45);
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Default for WebSocketSettings {
+    fn default() -> Self {
+        Self {
+            max_text_bytes: 4096,
+            max_frame_bytes: 64 * 1024,
+            outbound_queue: 256,
+            heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u64,
+            client_timeout_ms: CLIENT_TIMEOUT.as_millis() as u64,
+            hello_timeout_ms: HELLO_TIMEOUT.as_millis() as u64,
+            write_timeout_ms: WRITE_TIMEOUT.as_millis() as u64,
+            messages_per_second: 10,
+            message_burst: 20,
+        }
+    }
+}
+
+impl WebSocketSettings {
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+    pub fn client_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_timeout_ms)
+    }
+    pub fn hello_timeout(&self) -> Duration {
+        Duration::from_millis(self.hello_timeout_ms)
+    }
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Key that signs visitor tokens (at least 32 bytes). When unset, a random key is generated
+    /// once and kept in the database, so every replica on the same database shares it.
+    pub visitor_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `switchboard=debug,actix_web=info`.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+/// What went wrong while loading the configuration; the message says how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (or `switchboard.toml` if it exists), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        let path: Option<PathBuf> = match file {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()),
+        };
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment
+            .merge(
+                Env::prefixed("SWITCHBOARD_")
+                    .ignore(&["config"])
+                    .split("__"),
+            )
+            .merge(
+                Env::raw()
+                    .only(&["database_url"])
+                    .map(|_| "database.url".into()),
+            );
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Cross-field checks, each with the fix in its message.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ws = &self.websocket;
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        {
+            return invalid(
+                "database.url must start with sqlite: or postgres:// (e.g. sqlite://data/switchboard.db?mode=rwc)",
+            );
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections must be at least 1");
+        }
+        if ws.max_text_bytes == 0 || ws.max_text_bytes >= ws.max_frame_bytes {
+            return invalid(
+                "websocket.max_text_bytes must be above 0 and below websocket.max_frame_bytes (leave room for the JSON around the text)",
+            );
+        }
+        if ws.outbound_queue == 0 {
+            return invalid("websocket.outbound_queue must be at least 1");
+        }
+        if ws.heartbeat_interval_ms == 0 || ws.heartbeat_interval_ms >= ws.client_timeout_ms {
+            return invalid(
+                "websocket.heartbeat_interval_ms must be above 0 and below websocket.client_timeout_ms, or live clients are dropped between pings",
+            );
+        }
+        if ws.messages_per_second == 0 || ws.message_burst == 0 {
+            return invalid(
+                "websocket.messages_per_second and websocket.message_burst must be at least 1",
+            );
+        }
+        if ws.hello_timeout_ms == 0 || ws.write_timeout_ms == 0 {
+            return invalid(
+                "websocket.hello_timeout_ms and websocket.write_timeout_ms must be above 0",
+            );
+        }
+        if let Some(secret) = &self.auth.visitor_secret
+            && secret.len() < 32
+        {
+            return invalid(
+                "auth.visitor_secret must be at least 32 bytes; generate one with `openssl rand -hex 32`, or unset it to let the server keep one in the database",
+            );
+        }
+        Ok(())
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database.url.starts_with("postgres")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default()
+            .validate()
+            .expect("defaults must pass their own checks");
+    }
+
+    #[test]
+    fn the_example_file_lists_valid_options() {
+        let example = include_str!("../config/example.toml");
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(example))
+            .extract()
+            .expect("config/example.toml parses with no unknown keys");
+        settings.validate().expect("the example is valid");
+        let defaults =
+            toml_keys(&toml::Value::try_from(Settings::default()).expect("settings serialise"));
+        for key in defaults {
+            let documented = example.contains(&format!("\n{key} ="))
+                || example.contains(&format!("\n# {key} ="));
+            assert!(documented, "config/example.toml does not document `{key}`");
+        }
+    }
+
+    fn toml_keys(value: &toml::Value) -> Vec<String> {
+        let mut keys = Vec::new();
+        if let toml::Value::Table(table) = value {
+            for (k, v) in table {
+                match v {
+                    toml::Value::Table(_) => keys.extend(toml_keys(v)),
+                    _ => keys.push(k.clone()),
+                }
+            }
+        }
+        keys
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string("[server]\nprot = 9000\n"))
+            .extract::<Settings>()
+            .expect_err("a misspelt key must not be ignored");
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn cross_field_checks_explain_the_fix() {
+        let mut s = Settings::default();
+        s.websocket.heartbeat_interval_ms = s.websocket.client_timeout_ms;
+        let msg = s
+            .validate()
+            .expect_err("heartbeat must be shorter")
+            .to_string();
+        assert!(msg.contains("client_timeout_ms"), "{msg}");
+
+        let mut s = Settings::default();
+        s.auth.visitor_secret = Some("short".into());
+        assert!(s.validate().is_err());
+
+        let mut s = Settings::default();
+        s.database.url = "mysql://x".into();
+        assert!(s.validate().is_err());
+    }
+}

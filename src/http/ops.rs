@@ -1,0 +1,43 @@
+//! Endpoints for operators and orchestrators: liveness, readiness, metrics, the API document.
+
+use actix_web::{HttpResponse, get, web};
+use utoipa::OpenApi;
+
+use super::ApiDoc;
+use crate::startup::AppState;
+
+/// Liveness: the process answers.
+#[get("/health")]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: the database answers and is fully migrated.
+#[get("/ready")]
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    if state.chat.store().is_ready().await {
+        HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({ "status": "database unavailable or not migrated" }))
+    }
+}
+
+/// Prometheus text exposition.
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let (size, idle) = state.chat.store().pool_usage();
+    let pool = &state.metrics.db_pool_connections;
+    pool.with_label_values(&["idle"]).set(idle as i64);
+    pool.with_label_values(&["in_use"])
+        .set(i64::from(size) - idle as i64);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}
+
+/// The OpenAPI document generated from the handlers.
+#[get("/api/openapi.json")]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,135 @@
+//! Builds the application from its settings: opens and migrates the database, starts the hub,
+//! binds the listener (port 0 works), and runs the HTTP server until it is stopped. The binary
+//! and the tests both start the server through [`Application::build`].
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+
+use crate::auth::{VisitorTokens, generate_secret};
+use crate::chat::Chat;
+use crate::config::Settings;
+use crate::hub::HubHandle;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// Key under which the generated visitor-token secret is kept in the database.
+const VISITOR_SECRET_KEY: &str = "visitor_token_secret";
+
+/// Everything a request handler or socket task may use. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub chat: Chat,
+    pub visitor_tokens: VisitorTokens,
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database")]
+    Store(#[from] StoreError),
+    #[error("cannot bind {address}")]
+    Bind {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A bound, ready-to-run server.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the database, applies migrations and binds; serving starts with
+    /// [`Application::run_until_stopped`].
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let store =
+            Store::connect(&settings.database.url, settings.database.max_connections).await?;
+        store.migrate().await?;
+        let secret = match &settings.auth.visitor_secret {
+            Some(secret) => secret.clone(),
+            None => {
+                store
+                    .setting_or_insert(VISITOR_SECRET_KEY, &generate_secret())
+                    .await?
+            }
+        };
+        let metrics = Metrics::new();
+        let hub = HubHandle::spawn(metrics.slow_consumer_evictions.clone());
+        let state = AppState {
+            chat: Chat::new(store, hub, metrics.clone()),
+            visitor_tokens: VisitorTokens::new(secret.as_bytes()),
+            metrics,
+            settings: Arc::new(settings),
+        };
+
+        let address = format!(
+            "{}:{}",
+            state.settings.server.host, state.settings.server.port
+        );
+        let listener = TcpListener::bind(&address).map_err(|source| StartError::Bind {
+            address: address.clone(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { address, source })?
+            .port();
+        let server = serve(listener, state.clone())?;
+        Ok(Self {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A handle that can stop the server from elsewhere.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.state.chat.store().close().await;
+        result
+    }
+}
+
+fn serve(listener: TcpListener, state: AppState) -> Result<Server, StartError> {
+    let settings = state.settings.clone();
+    let data = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(from_fn(crate::http::track))
+            .configure(crate::ws::routes)
+            .configure(crate::http::routes)
+            .default_service(web::to(crate::http::not_found))
+    })
+    .shutdown_timeout(settings.server.shutdown_timeout_secs)
+    .listen(listener)
+    .map_err(|source| StartError::Bind {
+        address: "listener".into(),
+        source,
+    })?;
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    Ok(server.run())
+}

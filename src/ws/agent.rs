@@ -1,0 +1,188 @@
+//! The agent console's live feed: after a hello with an API token, conversation events,
+//! messages and typing for what this agent may see; the agent may send typing and read frames.
+
+use actix_ws::AggregatedMessageStream;
+use tokio::sync::mpsc;
+
+use super::socket::{Ending, Handler, Socket, await_hello, pump, refuse};
+use crate::auth::hash_api_token;
+use crate::domain::{Agent, AuthorRole, ConversationId};
+use crate::hub::{ConnId, Outbound, Room, Viewer};
+use crate::protocol::{
+    AgentFrame, ErrorCode, FrameError, PROTOCOL_VERSION, ServerFrame, close, parse_frame,
+};
+use crate::startup::AppState;
+use crate::store::StoreError;
+
+pub async fn run(state: AppState, mut socket: Socket, mut stream: AggregatedMessageStream) {
+    let _open = state.metrics.connection("agent");
+    let ending = serve(&state, &mut socket, &mut stream).await;
+    socket.finish(ending, &mut stream, &state.metrics).await;
+}
+
+async fn serve(
+    state: &AppState,
+    socket: &mut Socket,
+    stream: &mut AggregatedMessageStream,
+) -> Ending {
+    let settings = &state.settings.websocket;
+    let hello = |frame| match frame {
+        AgentFrame::Hello { protocol, token } => Some((protocol, token)),
+        _ => None,
+    };
+    let token = match await_hello(socket, stream, settings, AgentFrame::TYPES, hello).await {
+        Ok(token) => token,
+        Err(ending) => return ending,
+    };
+    let agent = match state
+        .chat
+        .store()
+        .agent_by_token(&hash_api_token(&token))
+        .await
+    {
+        Ok(Some(agent)) => agent,
+        Ok(None) => {
+            let e = FrameError::new(ErrorCode::Unauthorized, "the API token is not valid");
+            return refuse(
+                socket,
+                e,
+                close::UNAUTHORIZED,
+                "unauthorized",
+                "invalid token",
+            )
+            .await;
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, "agent hello failed");
+            let e = FrameError::new(
+                ErrorCode::Internal,
+                "the server could not check the token; try again",
+            );
+            return refuse(socket, e, 1011, "internal", "internal error").await;
+        }
+    };
+
+    let hub = state.chat.hub();
+    let conn = hub.next_conn_id();
+    let (tx, mut rx) = mpsc::channel(settings.outbound_queue);
+    hub.join(
+        conn,
+        Room::AgentFeed,
+        Viewer::Agent {
+            id: agent.id,
+            admin: agent.is_admin(),
+        },
+        tx,
+    )
+    .await;
+    let welcome = ServerFrame::AgentWelcome {
+        protocol: PROTOCOL_VERSION,
+        agent_id: agent.id,
+        role: agent.role,
+    };
+    let ending = match socket.frame(&welcome).await {
+        Ok(()) => {
+            pump(
+                socket,
+                stream,
+                &mut rx,
+                &mut Console { state, conn, agent },
+                settings,
+            )
+            .await
+        }
+        Err(ending) => ending,
+    };
+    hub.leave_all(conn).await;
+    ending
+}
+
+struct Console<'a> {
+    state: &'a AppState,
+    conn: ConnId,
+    agent: Agent,
+}
+
+impl Console<'_> {
+    async fn relay(
+        &self,
+        socket: &mut Socket,
+        id: ConversationId,
+        frame: ServerFrame<'_>,
+    ) -> Result<(), Ending> {
+        let store = self.state.chat.store();
+        let outcome = match store.conversation(id).await {
+            Ok(c) if !self.agent.may_see(&c) => Err(FrameError::new(
+                ErrorCode::Forbidden,
+                "this conversation belongs to another agent",
+            )),
+            Ok(_) => self
+                .state
+                .chat
+                .relay(id, &frame, self.conn)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = ?e, "relay failed");
+                    FrameError::new(
+                        ErrorCode::Internal,
+                        "the server could not relay that; try again",
+                    )
+                }),
+            Err(StoreError::NotFound(_)) => {
+                Err(FrameError::new(ErrorCode::NotFound, "no such conversation"))
+            }
+            Err(e) => {
+                tracing::warn!(error = ?e, "conversation lookup failed");
+                Err(FrameError::new(
+                    ErrorCode::Internal,
+                    "the server could not relay that; try again",
+                ))
+            }
+        };
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(e) => socket.error(&e, None).await,
+        }
+    }
+}
+
+impl Handler for Console<'_> {
+    async fn on_text(&mut self, socket: &mut Socket, text: &str) -> Result<(), Ending> {
+        match parse_frame::<AgentFrame>(text, AgentFrame::TYPES) {
+            Err(e) => socket.error(&e, None).await,
+            Ok(AgentFrame::Hello { .. }) => {
+                let e = FrameError::new(
+                    ErrorCode::InvalidFrame,
+                    "hello was already received on this connection",
+                );
+                socket.error(&e, None).await
+            }
+            Ok(AgentFrame::Typing {
+                conversation_id,
+                on,
+            }) => {
+                let frame = ServerFrame::Typing {
+                    conversation_id,
+                    author: AuthorRole::Agent,
+                    on,
+                };
+                self.relay(socket, conversation_id, frame).await
+            }
+            Ok(AgentFrame::Read {
+                conversation_id,
+                seq,
+            }) => {
+                let frame = ServerFrame::Read {
+                    conversation_id,
+                    author: AuthorRole::Agent,
+                    seq,
+                };
+                self.relay(socket, conversation_id, frame).await
+            }
+        }
+    }
+
+    fn admit(&mut self, _out: &Outbound) -> bool {
+        true
+    }
+}

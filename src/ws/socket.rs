@@ -1,0 +1,277 @@
+//! What every socket task shares: a write path with a timeout, the hello handshake, and the
+//! main loop over inbound frames, the hub queue and the heartbeat.
+
+use std::time::Duration;
+
+use actix_ws::{
+    AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
+};
+use bytestring::ByteString;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, interval, timeout};
+
+use crate::config::WebSocketSettings;
+use crate::hub::Outbound;
+use crate::metrics::Metrics;
+use crate::protocol::{ErrorCode, FrameError, PROTOCOL_VERSION, ServerFrame, close, parse_frame};
+
+/// How long a closing socket waits for the client's close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a socket task ends.
+#[derive(Debug)]
+pub enum Ending {
+    /// The peer went away or closed; nothing more to send.
+    Gone,
+    /// The server closes with this code and reason.
+    Close {
+        code: u16,
+        reason: &'static str,
+        label: &'static str,
+    },
+}
+
+impl Ending {
+    pub fn close(code: u16, label: &'static str, reason: &'static str) -> Self {
+        Ending::Close {
+            code,
+            reason,
+            label,
+        }
+    }
+}
+
+/// The writing half of a WebSocket, where no write may hang for longer than the timeout.
+pub struct Socket {
+    session: Session,
+    write_timeout: Duration,
+}
+
+impl Socket {
+    pub fn new(session: Session, write_timeout: Duration) -> Self {
+        Self {
+            session,
+            write_timeout,
+        }
+    }
+
+    pub async fn send(&mut self, text: impl Into<ByteString>) -> Result<(), Ending> {
+        match timeout(self.write_timeout, self.session.text(text)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_closed)) => Err(Ending::Gone),
+            Err(_elapsed) => Err(Ending::close(
+                close::SLOW_CONSUMER,
+                "slow_consumer",
+                "client is not reading",
+            )),
+        }
+    }
+
+    pub async fn frame(&mut self, frame: &ServerFrame<'_>) -> Result<(), Ending> {
+        self.send(frame.to_json()).await
+    }
+
+    pub async fn error(
+        &mut self,
+        error: &FrameError,
+        client_id: Option<&str>,
+    ) -> Result<(), Ending> {
+        self.frame(&ServerFrame::Error {
+            code: error.code,
+            message: &error.message,
+            client_id,
+        })
+        .await
+    }
+
+    async fn pong(&mut self, payload: &[u8]) -> Result<(), Ending> {
+        match timeout(self.write_timeout, self.session.pong(payload)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Ending::Gone),
+        }
+    }
+
+    async fn ping(&mut self) -> Result<(), Ending> {
+        match timeout(self.write_timeout, self.session.ping(b"")).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Ending::Gone),
+        }
+    }
+
+    /// Sends a close frame (when the ending calls for one), counts the reason, and waits a
+    /// moment for the client's answer, so the close frame is read before the TCP connection goes.
+    pub async fn finish(
+        self,
+        ending: Ending,
+        stream: &mut AggregatedMessageStream,
+        metrics: &Metrics,
+    ) {
+        let Ending::Close {
+            code,
+            reason,
+            label,
+        } = ending
+        else {
+            return;
+        };
+        metrics.ws_closes.with_label_values(&[label]).inc();
+        let reason = CloseReason {
+            code: CloseCode::from(code),
+            description: Some(reason.into()),
+        };
+        if let Ok(Ok(())) = timeout(self.write_timeout, self.session.close(Some(reason))).await {
+            let _ = timeout(CLOSE_GRACE, async {
+                while let Some(Ok(frame)) = stream.recv().await {
+                    if let AggregatedMessage::Close(_) = frame {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+}
+
+/// Sends an error frame, then ends with `code`: for faults after which the socket must go.
+pub async fn refuse(
+    socket: &mut Socket,
+    error: FrameError,
+    code: u16,
+    label: &'static str,
+    reason: &'static str,
+) -> Ending {
+    match socket.error(&error, None).await {
+        Ok(()) => Ending::close(code, label, reason),
+        Err(ending) => ending,
+    }
+}
+
+/// Waits for the first frame, which must be a hello (`hello` picks its protocol version and
+/// payload out of `T`) of this server's protocol version, within the hello timeout.
+pub async fn await_hello<T: DeserializeOwned, H>(
+    socket: &mut Socket,
+    stream: &mut AggregatedMessageStream,
+    settings: &WebSocketSettings,
+    types: &[&str],
+    hello: fn(T) -> Option<(u32, H)>,
+) -> Result<H, Ending> {
+    let deadline = Instant::now() + settings.hello_timeout();
+    let text = loop {
+        let frame = match tokio::time::timeout_at(deadline, stream.recv()).await {
+            Err(_) => {
+                return Err(Ending::close(
+                    close::HELLO_EXPECTED,
+                    "hello_timeout",
+                    "no hello frame in time",
+                ));
+            }
+            Ok(frame) => frame,
+        };
+        match frame {
+            None | Some(Ok(AggregatedMessage::Close(_))) => return Err(Ending::Gone),
+            Some(Err(e)) => return Err(protocol_error(e)),
+            Some(Ok(AggregatedMessage::Ping(p))) => socket.pong(&p).await?,
+            Some(Ok(AggregatedMessage::Pong(_))) => {}
+            Some(Ok(AggregatedMessage::Binary(_))) => break None,
+            Some(Ok(AggregatedMessage::Text(text))) => break Some(text),
+        }
+    };
+    let not_hello = |message: String| FrameError::new(ErrorCode::InvalidFrame, message);
+    let parsed = match text {
+        None => Err(not_hello(
+            "binary frames are not supported; the first frame must be a hello".into(),
+        )),
+        Some(text) => parse_frame::<T>(&text, types).and_then(|frame| {
+            hello(frame).ok_or_else(|| not_hello("the first frame must be a hello".into()))
+        }),
+    };
+    match parsed {
+        Err(e) => Err(refuse(
+            socket,
+            e,
+            close::HELLO_EXPECTED,
+            "hello_expected",
+            "hello expected",
+        )
+        .await),
+        Ok((protocol, _)) if protocol != PROTOCOL_VERSION => {
+            let e = FrameError::new(
+                ErrorCode::ProtocolVersion,
+                format!(
+                    "protocol {protocol} is not supported; this server speaks {PROTOCOL_VERSION}"
+                ),
+            );
+            Err(refuse(
+                socket,
+                e,
+                close::PROTOCOL_VERSION,
+                "protocol_version",
+                "unsupported protocol version",
+            )
+            .await)
+        }
+        Ok((_, payload)) => Ok(payload),
+    }
+}
+
+fn protocol_error(e: ProtocolError) -> Ending {
+    match e {
+        ProtocolError::Overflow => Ending::close(1009, "too_large", "frame too large"),
+        _ => Ending::close(1002, "protocol_error", "websocket protocol error"),
+    }
+}
+
+/// What a role does with the frames of its socket.
+pub trait Handler {
+    /// Handles one text frame from the client.
+    async fn on_text(&mut self, socket: &mut Socket, text: &str) -> Result<(), Ending>;
+    /// Whether a frame from the hub should go out (e.g. not already sent by a replay).
+    fn admit(&mut self, out: &Outbound) -> bool;
+}
+
+/// Runs a socket after its handshake until it ends, however it ends.
+pub async fn pump<H: Handler>(
+    socket: &mut Socket,
+    stream: &mut AggregatedMessageStream,
+    rx: &mut mpsc::Receiver<Outbound>,
+    handler: &mut H,
+    settings: &WebSocketSettings,
+) -> Ending {
+    let mut heartbeat = interval(settings.heartbeat_interval());
+    heartbeat.tick().await;
+    let mut last_heard = Instant::now();
+    loop {
+        let step = tokio::select! {
+            frame = stream.recv() => {
+                last_heard = Instant::now();
+                match frame {
+                    None | Some(Ok(AggregatedMessage::Close(_))) => Err(Ending::Gone),
+                    Some(Err(e)) => Err(protocol_error(e)),
+                    Some(Ok(AggregatedMessage::Text(text))) => handler.on_text(socket, &text).await,
+                    Some(Ok(AggregatedMessage::Binary(_))) => {
+                        let e = FrameError::new(ErrorCode::InvalidFrame, "binary frames are not supported; send JSON text frames");
+                        socket.error(&e, None).await
+                    }
+                    Some(Ok(AggregatedMessage::Ping(p))) => socket.pong(&p).await,
+                    Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
+                }
+            }
+            out = rx.recv() => match out {
+                Some(out) if handler.admit(&out) => socket.send(out.text).await,
+                Some(_) => Ok(()),
+                None => Err(Ending::close(close::SLOW_CONSUMER, "slow_consumer", "too slow to keep up")),
+            },
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > settings.client_timeout() {
+                    Err(Ending::close(close::HEARTBEAT_TIMEOUT, "heartbeat_timeout", "no heartbeat"))
+                } else {
+                    socket.ping().await
+                }
+            }
+        };
+        if let Err(ending) = step {
+            return ending;
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! The visitor's widget socket: hello (new or resumed visitor), replay of what was missed,
+//! then chat messages, typing and read receipts.
+
+use std::num::NonZeroU32;
+
+use actix_ws::AggregatedMessageStream;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::mpsc;
+
+use super::socket::{Ending, Handler, Socket, await_hello, pump, refuse};
+use crate::auth::AuthError;
+use crate::domain::{AuthorRole, ClientId, Conversation, MessageText, TextError, VisitorId};
+use crate::hub::{ConnId, Outbound, Room, Viewer};
+use crate::protocol::{
+    ErrorCode, FrameError, MessageFrame, PROTOCOL_VERSION, ServerFrame, WidgetFrame, close,
+};
+use crate::startup::AppState;
+use crate::store::{NewMessage, StoreError};
+
+/// Messages read from the database per page when replaying.
+const REPLAY_PAGE: u32 = 500;
+/// Typing and read receipts may come this many times faster than chat messages.
+const EPHEMERAL_RATE_FACTOR: u32 = 4;
+
+pub async fn run(state: AppState, mut socket: Socket, mut stream: AggregatedMessageStream) {
+    let _open = state.metrics.connection("widget");
+    let ending = serve(&state, &mut socket, &mut stream).await;
+    socket.finish(ending, &mut stream, &state.metrics).await;
+}
+
+async fn serve(
+    state: &AppState,
+    socket: &mut Socket,
+    stream: &mut AggregatedMessageStream,
+) -> Ending {
+    let settings = &state.settings.websocket;
+    let hello = |frame| match frame {
+        WidgetFrame::Hello {
+            protocol,
+            token,
+            last_seq,
+        } => Some((protocol, (token, last_seq))),
+        _ => None,
+    };
+    let (token, last_seq) =
+        match await_hello(socket, stream, settings, WidgetFrame::TYPES, hello).await {
+            Ok(hello) => hello,
+            Err(ending) => return ending,
+        };
+    let (visitor, conversation) = match identify(state, token.as_deref()).await {
+        Ok(found) => found,
+        Err(Identify::Unauthorized) => {
+            let e = FrameError::new(
+                ErrorCode::Unauthorized,
+                "the visitor token is not valid; connect without one to start over",
+            );
+            return refuse(
+                socket,
+                e,
+                close::UNAUTHORIZED,
+                "unauthorized",
+                "invalid token",
+            )
+            .await;
+        }
+        Err(Identify::Store(e)) => {
+            tracing::error!(error = ?e, "widget hello failed");
+            return refuse(socket, internal(), 1011, "internal", "internal error").await;
+        }
+    };
+
+    let conn = state.chat.hub().next_conn_id();
+    let (tx, mut rx) = mpsc::channel(settings.outbound_queue);
+    let room = Room::Conversation(conversation.id);
+    state.chat.hub().join(conn, room, Viewer::Visitor, tx).await;
+    let ending = converse(
+        state,
+        socket,
+        stream,
+        &mut rx,
+        conn,
+        visitor,
+        &conversation,
+        last_seq.unwrap_or(0),
+    )
+    .await;
+    state.chat.hub().leave_all(conn).await;
+    ending
+}
+
+enum Identify {
+    Unauthorized,
+    Store(StoreError),
+}
+
+impl From<StoreError> for Identify {
+    fn from(e: StoreError) -> Self {
+        Identify::Store(e)
+    }
+}
+
+/// A new visitor gets a new conversation; a returning one resumes their newest.
+async fn identify(
+    state: &AppState,
+    token: Option<&str>,
+) -> Result<(VisitorId, Conversation), Identify> {
+    let store = state.chat.store();
+    let Some(token) = token else {
+        let visitor = store.create_visitor().await?;
+        return Ok((visitor, state.chat.start_conversation(visitor).await?));
+    };
+    let visitor = state
+        .visitor_tokens
+        .verify(token)
+        .map_err(|_: AuthError| Identify::Unauthorized)?;
+    if !store.visitor_exists(visitor).await? {
+        return Err(Identify::Unauthorized);
+    }
+    let conversation = match store.latest_conversation(visitor).await? {
+        Some(c) => c,
+        None => state.chat.start_conversation(visitor).await?,
+    };
+    Ok((visitor, conversation))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn converse(
+    state: &AppState,
+    socket: &mut Socket,
+    stream: &mut AggregatedMessageStream,
+    rx: &mut mpsc::Receiver<Outbound>,
+    conn: ConnId,
+    visitor: VisitorId,
+    conversation: &Conversation,
+    last_seq: i64,
+) -> Ending {
+    let token = state.visitor_tokens.issue(visitor);
+    let welcome = ServerFrame::Welcome {
+        protocol: PROTOCOL_VERSION,
+        token: &token,
+        conversation_id: conversation.id,
+        state: conversation.state,
+    };
+    if let Err(ending) = socket.frame(&welcome).await {
+        return ending;
+    }
+    let mut handler = Widget::new(state, conn, visitor, conversation);
+    if let Err(ending) = handler.replay(socket, last_seq).await {
+        return ending;
+    }
+    pump(socket, stream, rx, &mut handler, &state.settings.websocket).await
+}
+
+struct Widget<'a> {
+    state: &'a AppState,
+    conn: ConnId,
+    visitor: VisitorId,
+    conversation: crate::domain::ConversationId,
+    last_delivered: i64,
+    messages: DefaultDirectRateLimiter,
+    ephemeral: DefaultDirectRateLimiter,
+}
+
+fn quota(per_second: u32, burst: u32) -> Quota {
+    let nz = |n: u32| NonZeroU32::new(n.max(1)).expect("max(1) is never zero");
+    Quota::per_second(nz(per_second)).allow_burst(nz(burst))
+}
+
+fn internal() -> FrameError {
+    FrameError::new(
+        ErrorCode::Internal,
+        "the server could not do that; try again",
+    )
+}
+
+impl<'a> Widget<'a> {
+    fn new(
+        state: &'a AppState,
+        conn: ConnId,
+        visitor: VisitorId,
+        conversation: &Conversation,
+    ) -> Self {
+        let ws = &state.settings.websocket;
+        Self {
+            state,
+            conn,
+            visitor,
+            conversation: conversation.id,
+            last_delivered: 0,
+            messages: RateLimiter::direct(quota(ws.messages_per_second, ws.message_burst)),
+            ephemeral: RateLimiter::direct(quota(
+                ws.messages_per_second.saturating_mul(EPHEMERAL_RATE_FACTOR),
+                ws.message_burst.saturating_mul(EPHEMERAL_RATE_FACTOR),
+            )),
+        }
+    }
+
+    /// Sends every stored message after `after`, oldest first, from the database.
+    async fn replay(&mut self, socket: &mut Socket, after: i64) -> Result<(), Ending> {
+        let mut after = after.max(0);
+        loop {
+            let page = match self
+                .state
+                .chat
+                .store()
+                .messages_after(self.conversation, after, REPLAY_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = ?e, "replay failed");
+                    return Err(
+                        refuse(socket, internal(), 1011, "internal", "replay failed").await,
+                    );
+                }
+            };
+            for message in &page {
+                socket
+                    .frame(&ServerFrame::Message(MessageFrame::from(message)))
+                    .await?;
+                after = message.seq;
+                self.last_delivered = message.seq;
+            }
+            if page.len() < REPLAY_PAGE as usize {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn message(
+        &mut self,
+        socket: &mut Socket,
+        client_id: String,
+        text: String,
+    ) -> Result<(), Ending> {
+        if self.messages.check().is_err() {
+            let e = FrameError::new(
+                ErrorCode::RateLimited,
+                "too many messages; slow down and resend",
+            );
+            return socket.error(&e, Some(&client_id)).await;
+        }
+        let max = self.state.settings.websocket.max_text_bytes;
+        let parsed = ClientId::parse(client_id.clone())
+            .and_then(|c| Ok((c, MessageText::parse(text, max)?)));
+        let (client, text) = match parsed {
+            Ok(ok) => ok,
+            Err(e) => {
+                let code = if matches!(e, TextError::TooLong { .. }) {
+                    ErrorCode::TooLarge
+                } else {
+                    ErrorCode::InvalidFrame
+                };
+                return socket
+                    .error(&FrameError::new(code, e.to_string()), Some(&client_id))
+                    .await;
+            }
+        };
+        let new = NewMessage {
+            conversation_id: self.conversation,
+            author: AuthorRole::Visitor,
+            author_id: Some(self.visitor.to_string()),
+            text,
+            client_id: Some(client),
+        };
+        match self.state.chat.post(new, Some(self.conn)).await {
+            Ok(appended) => {
+                let seq = appended.message().seq;
+                socket
+                    .frame(&ServerFrame::Ack {
+                        client_id: &client_id,
+                        seq,
+                    })
+                    .await
+            }
+            Err(StoreError::NotFound(_)) => {
+                let e = FrameError::new(ErrorCode::NotFound, "this conversation no longer exists");
+                socket.error(&e, Some(&client_id)).await
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, "storing a visitor message failed");
+                socket.error(&internal(), Some(&client_id)).await
+            }
+        }
+    }
+
+    async fn relay(&mut self, socket: &mut Socket, frame: ServerFrame<'_>) -> Result<(), Ending> {
+        if self.ephemeral.check().is_err() {
+            let e = FrameError::new(ErrorCode::RateLimited, "too many typing or read frames");
+            return socket.error(&e, None).await;
+        }
+        if let Err(e) = self
+            .state
+            .chat
+            .relay(self.conversation, &frame, self.conn)
+            .await
+        {
+            tracing::warn!(error = ?e, "relay failed");
+            return socket.error(&internal(), None).await;
+        }
+        Ok(())
+    }
+}
+
+impl Handler for Widget<'_> {
+    async fn on_text(&mut self, socket: &mut Socket, text: &str) -> Result<(), Ending> {
+        match crate::protocol::parse_frame::<WidgetFrame>(text, WidgetFrame::TYPES) {
+            Err(e) => socket.error(&e, None).await,
+            Ok(WidgetFrame::Hello { .. }) => {
+                let e = FrameError::new(
+                    ErrorCode::InvalidFrame,
+                    "hello was already received on this connection",
+                );
+                socket.error(&e, None).await
+            }
+            Ok(WidgetFrame::Message { client_id, text }) => {
+                self.message(socket, client_id, text).await
+            }
+            Ok(WidgetFrame::Typing { on }) => {
+                let frame = ServerFrame::Typing {
+                    conversation_id: self.conversation,
+                    author: AuthorRole::Visitor,
+                    on,
+                };
+                self.relay(socket, frame).await
+            }
+            Ok(WidgetFrame::Read { seq }) => {
+                let frame = ServerFrame::Read {
+                    conversation_id: self.conversation,
+                    author: AuthorRole::Visitor,
+                    seq,
+                };
+                self.relay(socket, frame).await
+            }
+        }
+    }
+
+    fn admit(&mut self, out: &Outbound) -> bool {
+        match out.seq {
+            Some(seq) if seq <= self.last_delivered => false,
+            Some(seq) => {
+                self.last_delivered = seq;
+                true
+            }
+            None => true,
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Every class of bad input gets a clear error and loses nothing.
+
+use std::time::Duration;
+
+use serde_json::json;
+use switchboard::domain::AgentRole;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::helpers::{Backend, Closed, Ws, spawn_app, spawn_app_with};
+use crate::on_both_backends;
+
+on_both_backends!(
+    malformed_frames_get_error_frames_and_the_socket_stays_open,
+    oversized_text_and_frames,
+    rate_limit_rejects_the_excess_and_recovers,
+    handshake_violations_close_with_a_reason,
+    agent_feed_refuses_bad_tokens_and_unknown_conversations,
+    rest_auth_and_input_errors,
+);
+
+async fn malformed_frames_get_error_frames_and_the_socket_stays_open(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (mut ws, _) = app.visitor().await;
+    let cases = [
+        ("{not json", "invalid_json"),
+        ("[1, 2, 3]", "invalid_frame"),
+        (r#"{"no_type": true}"#, "invalid_frame"),
+        (r#"{"type": "launch_rocket"}"#, "unknown_type"),
+        (
+            r#"{"type": "message", "text": "missing client id"}"#,
+            "invalid_frame",
+        ),
+        (
+            r#"{"type": "message", "client_id": "has spaces", "text": "x"}"#,
+            "invalid_frame",
+        ),
+        (
+            r#"{"type": "message", "client_id": "e", "text": "   "}"#,
+            "invalid_frame",
+        ),
+        (r#"{"type": "typing", "on": "yes"}"#, "invalid_frame"),
+        (r#"{"type": "hello", "protocol": 1}"#, "invalid_frame"),
+    ];
+    for (text, code) in cases {
+        ws.send_text(text).await;
+        assert_eq!(ws.expect_error().await, code, "for {text}");
+    }
+    ws.send_raw(WsMessage::binary(vec![1u8, 2, 3])).await;
+    assert_eq!(ws.expect_error().await, "invalid_frame");
+
+    ws.send(json!({"type": "message", "client_id": "ok", "text": "after all that"}))
+        .await;
+    assert_eq!(
+        ws.expect("ack").await["seq"],
+        1,
+        "the connection survived every bad frame and nothing bad was stored"
+    );
+}
+
+async fn oversized_text_and_frames(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (mut ws, _) = app.visitor().await;
+    let limit = app.settings.websocket.max_text_bytes;
+    ws.send(json!({"type": "message", "client_id": "big", "text": "a".repeat(limit + 1)}))
+        .await;
+    let error = ws.next().await;
+    assert_eq!(
+        (error["code"].as_str(), error["client_id"].as_str()),
+        (Some("too_large"), Some("big"))
+    );
+    ws.send(json!({"type": "message", "client_id": "fits", "text": "a".repeat(limit)}))
+        .await;
+    assert_eq!(
+        ws.expect("ack").await["seq"],
+        1,
+        "text at the limit is accepted"
+    );
+
+    let huge = "b".repeat(app.settings.websocket.max_frame_bytes + 1);
+    ws.send(json!({"type": "message", "client_id": "huge", "text": huge}))
+        .await;
+    assert_eq!(
+        ws.closed().await,
+        Closed::Code(1009),
+        "a frame over the hard cap closes the connection"
+    );
+}
+
+async fn rate_limit_rejects_the_excess_and_recovers(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.websocket.messages_per_second = 5;
+        s.websocket.message_burst = 3;
+    })
+    .await;
+    let (mut ws, _) = app.visitor().await;
+    for i in 0..6 {
+        ws.send(json!({"type": "message", "client_id": format!("r{i}"), "text": "spam"}))
+            .await;
+    }
+    let mut acks = 0;
+    let mut limited = 0;
+    for _ in 0..6 {
+        let frame = ws.next().await;
+        match (frame["type"].as_str(), frame["code"].as_str()) {
+            (Some("ack"), _) => acks += 1,
+            (Some("error"), Some("rate_limited")) => limited += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(acks, 3, "the burst is accepted");
+    assert_eq!(limited, 3, "the excess is refused, not stored");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ws.send(json!({"type": "message", "client_id": "later", "text": "calm now"}))
+        .await;
+    assert_eq!(
+        ws.expect("ack").await["seq"],
+        4,
+        "refused messages took no seq"
+    );
+}
+
+async fn handshake_violations_close_with_a_reason(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.websocket.hello_timeout_ms = 300).await;
+    let url = app.ws_url("/ws/widget");
+
+    let mut ws = Ws::connect(&url).await;
+    ws.send(json!({"type": "hello", "protocol": 2})).await;
+    assert_eq!(ws.expect_error().await, "protocol_version");
+    assert_eq!(ws.closed().await, Closed::Code(4002));
+
+    let mut ws = Ws::connect(&url).await;
+    ws.send(json!({"type": "message", "client_id": "a", "text": "no hello"}))
+        .await;
+    assert_eq!(ws.expect_error().await, "invalid_frame");
+    assert_eq!(ws.closed().await, Closed::Code(4003));
+
+    let mut ws = Ws::connect(&url).await;
+    ws.send(json!({"type": "hello", "protocol": 1, "token": "v1.forged.token"}))
+        .await;
+    assert_eq!(ws.expect_error().await, "unauthorized");
+    assert_eq!(ws.closed().await, Closed::Code(4001));
+
+    let mut ws = Ws::connect(&url).await;
+    assert_eq!(ws.closed().await, Closed::Code(4003), "no hello in time");
+}
+
+async fn agent_feed_refuses_bad_tokens_and_unknown_conversations(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut ws = Ws::connect(&app.ws_url("/ws/agent")).await;
+    ws.send(json!({"type": "hello", "protocol": 1, "token": "sb_wrong"}))
+        .await;
+    assert_eq!(ws.expect_error().await, "unauthorized");
+    assert_eq!(ws.closed().await, Closed::Code(4001));
+
+    let (_, token) = app.agent("Margaret", AgentRole::Agent).await;
+    let mut console = app.console(&token).await;
+    console
+        .send(json!({"type": "typing", "conversation_id": uuid::Uuid::new_v4().to_string(), "on": true}))
+        .await;
+    assert_eq!(console.expect_error().await, "not_found");
+    console
+        .send(json!({"type": "typing", "conversation_id": "nope", "on": true}))
+        .await;
+    assert_eq!(console.expect_error().await, "invalid_frame");
+}
+
+async fn rest_auth_and_input_errors(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, agent) = app.agent("Ken", AgentRole::Agent).await;
+
+    let r = app.get("/api/v1/conversations", None).await;
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.expect("json error");
+    assert_eq!(body["code"], "unauthorized");
+    assert_eq!(
+        app.get("/api/v1/conversations", Some("sb_not_a_token"))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.get("/api/v1/agents", Some(&agent)).await.status(),
+        403,
+        "agents cannot list the team"
+    );
+
+    let unknown = uuid::Uuid::new_v4();
+    let r = app
+        .get(&format!("/api/v1/conversations/{unknown}"), Some(&agent))
+        .await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json")["code"],
+        "not_found"
+    );
+    assert_eq!(
+        app.get("/api/v1/conversations/not-an-id", Some(&agent))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.get("/api/v1/conversations?limit=0", Some(&agent))
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        app.get("/api/v1/conversations?cursor=bogus", Some(&agent))
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        app.get("/api/v1/conversations?state=sleeping", Some(&agent))
+            .await
+            .status(),
+        400
+    );
+
+    let raw = app
+        .http
+        .put(format!("{}/api/v1/agents/me/status", app.address))
+        .bearer_auth(&agent)
+        .header("content-type", "application/json")
+        .body("{\"status\":")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(raw.status(), 400);
+    assert_eq!(
+        raw.json::<serde_json::Value>().await.expect("json")["code"],
+        "bad_request"
+    );
+    assert_eq!(
+        app.put(
+            "/api/v1/agents/me/status",
+            Some(&agent),
+            json!({"status": "napping"})
+        )
+        .await
+        .status(),
+        400
+    );
+
+    let r = app.get("/no/such/route", None).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.expect("json")["code"],
+        "not_found"
+    );
+}

@@ -1,0 +1,392 @@
+//! The test harness: boots the real server on a random port with a fresh database (a temp
+//! SQLite file, or a new PostgreSQL database), and speaks to it over real sockets.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use sqlx::Connection;
+use switchboard::config::Settings;
+use switchboard::domain::{Agent, AgentRole};
+use switchboard::startup::{AppState, Application};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for a frame it expects before failing.
+pub const FRAME_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one test per backend for each scenario `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )+
+        }
+    };
+}
+
+/// A fresh, empty database for one test, and the URL to reach it.
+pub struct TestDatabase {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir for the test database");
+                let url = format!("sqlite://{}/switchboard.db?mode=rwc", dir.path().display());
+                Self {
+                    url,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let base = std::env::var("TEST_DATABASE_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+                let name = format!("sb_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&base)
+                    .await
+                    .expect("PostgreSQL must be reachable at TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test)");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create a test database");
+                let (prefix, _) = base
+                    .rsplit_once('/')
+                    .expect("database URL names a database");
+                Self {
+                    url: format!("{prefix}/{name}"),
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+pub fn test_settings(database_url: &str) -> Settings {
+    let mut settings = Settings::default();
+    settings.server.port = 0;
+    settings.server.workers = 2;
+    settings.server.shutdown_timeout_secs = 1;
+    settings.database.url = database_url.to_string();
+    settings.database.max_connections = 5;
+    settings.websocket.messages_per_second = 1000;
+    settings.websocket.message_burst = 1000;
+    settings
+}
+
+/// A running server and what a test needs to talk to it.
+pub struct TestApp {
+    pub port: u16,
+    pub address: String,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    pub db: TestDatabase,
+    pub settings: Settings,
+    handle: actix_web::dev::ServerHandle,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let db = TestDatabase::new(backend).await;
+    let mut settings = test_settings(&db.url);
+    tweak(&mut settings);
+    start(db, settings).await
+}
+
+/// Server logs stay quiet unless `TEST_LOG` is set (to a filter such as `debug`).
+fn init_logs() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        if let Ok(filter) = std::env::var("TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+async fn start(db: TestDatabase, settings: Settings) -> TestApp {
+    init_logs();
+    let app = Application::build(settings.clone())
+        .await
+        .expect("the server starts");
+    let port = app.port();
+    let state = app.state().clone();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        port,
+        address: format!("http://127.0.0.1:{port}"),
+        state,
+        http: reqwest::Client::new(),
+        db,
+        settings,
+        handle,
+    }
+}
+
+impl TestApp {
+    /// Stops this server and starts a new one on the same database (a restart).
+    pub async fn restart(self) -> TestApp {
+        self.handle.stop(true).await;
+        start(self.db, self.settings).await
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub async fn agent(&self, name: &str, role: AgentRole) -> (Agent, String) {
+        switchboard::agents::create_agent(
+            self.state.chat.store(),
+            name,
+            &format!("{}@example.test", name.to_lowercase().replace(' ', ".")),
+            role,
+            &["general".to_string()],
+            5,
+        )
+        .await
+        .expect("create a test agent")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(format!("{}{path}", self.address));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("GET reaches the server")
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.address))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("POST reaches the server")
+    }
+
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> reqwest::Response {
+        let mut req = self.http.put(format!("{}{path}", self.address)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("PUT reaches the server")
+    }
+
+    /// A widget that said hello as a new visitor; returns it with its welcome frame.
+    pub async fn visitor(&self) -> (Ws, Value) {
+        let mut ws = Ws::connect(&self.ws_url("/ws/widget")).await;
+        ws.send(json!({"type": "hello", "protocol": 1, "token": null, "last_seq": null}))
+            .await;
+        let welcome = ws.expect("welcome").await;
+        (ws, welcome)
+    }
+
+    /// A widget resuming with `token`, having seen up to `last_seq`.
+    pub async fn resume(&self, token: &str, last_seq: Option<i64>) -> (Ws, Value) {
+        let mut ws = Ws::connect(&self.ws_url("/ws/widget")).await;
+        ws.send(json!({"type": "hello", "protocol": 1, "token": token, "last_seq": last_seq}))
+            .await;
+        let welcome = ws.expect("welcome").await;
+        (ws, welcome)
+    }
+
+    /// An agent console feed, after its welcome.
+    pub async fn console(&self, token: &str) -> Ws {
+        let mut ws = Ws::connect(&self.ws_url("/ws/agent")).await;
+        ws.send(json!({"type": "hello", "protocol": 1, "token": token}))
+            .await;
+        ws.expect("welcome").await;
+        ws
+    }
+
+    pub async fn metric(&self, name_and_labels: &str) -> f64 {
+        let body = self
+            .get("/metrics", None)
+            .await
+            .text()
+            .await
+            .expect("metrics body");
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(name_and_labels)
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+/// A WebSocket client that reads JSON frames.
+pub struct Ws {
+    inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a socket ended, as the client saw it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Closed {
+    Code(u16),
+    WithoutCloseFrame,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Self {
+        let (inner, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket upgrade succeeds");
+        Self { inner }
+    }
+
+    /// Connects with a tiny receive buffer, so a client that stops reading backs up quickly.
+    pub async fn connect_small_buffer(port: u16, path: &str) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("tcp socket");
+        socket
+            .set_recv_buffer_size(4096)
+            .expect("set receive buffer");
+        let stream = socket
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .expect("connect");
+        let url = format!("ws://127.0.0.1:{port}{path}");
+        let (inner, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("WebSocket upgrade succeeds");
+        Self { inner }
+    }
+
+    pub async fn send(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.inner
+            .send(WsMessage::text(text))
+            .await
+            .expect("frame sent");
+    }
+
+    pub async fn send_raw(&mut self, message: WsMessage) {
+        self.inner.send(message).await.expect("frame sent");
+    }
+
+    /// The next JSON frame; panics on close or timeout.
+    pub async fn next(&mut self) -> Value {
+        self.try_next(FRAME_WAIT)
+            .await
+            .expect("a frame arrives in time")
+    }
+
+    /// The next JSON frame within `wait`, or None if none came.
+    pub async fn try_next(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let item = tokio::time::timeout_at(deadline, self.inner.next())
+                .await
+                .ok()??;
+            match item.expect("socket stays healthy") {
+                WsMessage::Text(t) => {
+                    return Some(serde_json::from_str(&t).expect("server sends JSON"));
+                }
+                WsMessage::Close(c) => panic!("socket closed unexpectedly: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads frames until one of type `kind`, which it returns.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+            assert_ne!(
+                frame["type"], "error",
+                "unexpected error frame while waiting for {kind}: {frame}"
+            );
+        }
+    }
+
+    /// The code of the next frame, which must be an error frame.
+    pub async fn expect_error(&mut self) -> String {
+        let frame = self.next().await;
+        assert_eq!(
+            frame["type"], "error",
+            "expected an error frame, got {frame}"
+        );
+        frame["code"]
+            .as_str()
+            .expect("error frames carry a code")
+            .to_string()
+    }
+
+    /// Reads one item: Some(true) for a `message` frame, Some(false) for any other frame, None
+    /// once the socket has ended.
+    pub async fn try_next_raw(&mut self) -> Option<bool> {
+        match self.inner.next().await? {
+            Ok(WsMessage::Text(t)) => Some(t.contains("\"type\":\"message\"")),
+            Ok(WsMessage::Close(_)) | Err(_) => None,
+            Ok(_) => Some(false),
+        }
+    }
+
+    /// Reads until the socket ends; returns how it ended.
+    pub async fn closed(&mut self) -> Closed {
+        let deadline = tokio::time::Instant::now() + FRAME_WAIT * 3;
+        loop {
+            match tokio::time::timeout_at(deadline, self.inner.next()).await {
+                Err(_) => panic!("socket did not close in time"),
+                Ok(None) | Ok(Some(Err(_))) => return Closed::WithoutCloseFrame,
+                Ok(Some(Ok(WsMessage::Close(Some(frame))))) => {
+                    return Closed::Code(u16::from(frame.code));
+                }
+                Ok(Some(Ok(WsMessage::Close(None)))) => {
+                    return Closed::Code(u16::from(CloseCode::Status));
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// Collects frames of type `message` until `n` have arrived.
+    pub async fn messages(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let frame = self.next().await;
+            if frame["type"] == "message" {
+                out.push(frame);
+            }
+        }
+        out
+    }
+}

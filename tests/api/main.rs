@@ -1,0 +1,10 @@
+//! Integration tests: the real server, real sockets, real SQLite and PostgreSQL.
+
+mod helpers;
+
+mod agent_api;
+mod bad_input;
+mod ops;
+mod realtime;
+mod resume;
+mod store;

@@ -1,0 +1,230 @@
+//! One repository suite, run against both backends.
+
+use switchboard::domain::{
+    AgentRole, AgentStatus, AuthorRole, ClientId, ConversationState, MessageText,
+};
+use switchboard::store::{Appended, ConversationFilter, NewMessage, Store, StoreError};
+
+use crate::helpers::{Backend, TestDatabase};
+use crate::on_both_backends;
+
+on_both_backends!(
+    migrations_apply_once_and_report_ready,
+    messages_get_consecutive_seq_and_dedupe,
+    claims_are_exclusive_and_respect_capacity,
+    agents_tokens_and_settings,
+);
+
+async fn store(backend: Backend) -> (Store, TestDatabase) {
+    let db = TestDatabase::new(backend).await;
+    let store = Store::connect(&db.url, 4).await.expect("connect");
+    assert!(!store.is_ready().await, "an empty database is not ready");
+    store.migrate().await.expect("migrate");
+    (store, db)
+}
+
+fn text(s: &str) -> MessageText {
+    MessageText::parse(s.to_string(), 4096).expect("valid text")
+}
+
+async fn migrations_apply_once_and_report_ready(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    assert!(store.is_ready().await);
+    store.migrate().await.expect("migrating twice is a no-op");
+    assert!(store.is_ready().await);
+}
+
+async fn messages_get_consecutive_seq_and_dedupe(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let visitor = store.create_visitor().await.expect("visitor");
+    let conversation = store
+        .create_conversation(visitor)
+        .await
+        .expect("conversation");
+    assert_eq!(conversation.state, ConversationState::Bot);
+    let new = |client: &str, t: &str| NewMessage {
+        conversation_id: conversation.id,
+        author: AuthorRole::Visitor,
+        author_id: Some(visitor.to_string()),
+        text: text(t),
+        client_id: Some(ClientId::parse(client.to_string()).expect("client id")),
+    };
+    for i in 1..=5 {
+        let appended = store
+            .append_message(&new(&format!("c{i}"), &format!("m{i}")))
+            .await
+            .expect("append");
+        assert!(
+            matches!(&appended, Appended::New(m) if m.seq == i),
+            "{appended:?}"
+        );
+    }
+    let dup = store
+        .append_message(&new("c3", "different text"))
+        .await
+        .expect("append");
+    assert!(
+        matches!(&dup, Appended::Duplicate(m) if m.seq == 3 && m.text == "m3"),
+        "{dup:?}"
+    );
+
+    let after = store
+        .messages_after(conversation.id, 2, 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        after.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert_eq!(
+        store
+            .messages_after(conversation.id, 0, 2)
+            .await
+            .expect("list")
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .conversation(conversation.id)
+            .await
+            .expect("get")
+            .last_seq,
+        5
+    );
+
+    let other = store
+        .create_conversation(visitor)
+        .await
+        .expect("second conversation");
+    let in_other = NewMessage {
+        conversation_id: other.id,
+        ..new("c3", "same client id elsewhere")
+    };
+    assert!(
+        matches!(store.append_message(&in_other).await.expect("append"), Appended::New(m) if m.seq == 1)
+    );
+    assert_eq!(
+        store
+            .latest_conversation(visitor)
+            .await
+            .expect("latest")
+            .map(|c| c.id),
+        Some(other.id)
+    );
+
+    let missing = NewMessage {
+        conversation_id: switchboard::domain::ConversationId::new(),
+        ..new("z", "nowhere")
+    };
+    assert!(matches!(
+        store.append_message(&missing).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn claims_are_exclusive_and_respect_capacity(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let (agent, _) = switchboard::agents::create_agent(
+        &store,
+        "Solo",
+        "solo@example.test",
+        AgentRole::Agent,
+        &[],
+        1,
+    )
+    .await
+    .expect("agent");
+    let visitor = store.create_visitor().await.expect("visitor");
+    let first = store
+        .create_conversation(visitor)
+        .await
+        .expect("conversation");
+    let second = store
+        .create_conversation(visitor)
+        .await
+        .expect("conversation");
+
+    let claimed = store
+        .claim_conversation(first.id, agent.id)
+        .await
+        .expect("claim");
+    assert_eq!(
+        (claimed.state, claimed.assignee_id),
+        (ConversationState::Assigned, Some(agent.id))
+    );
+    assert!(matches!(
+        store.claim_conversation(first.id, agent.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        matches!(store.claim_conversation(second.id, agent.id).await, Err(StoreError::Conflict(m)) if m.contains("capacity")),
+        "capacity 1 is full"
+    );
+    store.resolve_conversation(first.id).await.expect("resolve");
+    store
+        .claim_conversation(second.id, agent.id)
+        .await
+        .expect("capacity freed by resolving");
+
+    let filter = ConversationFilter {
+        state: Some(ConversationState::Resolved),
+        ..Default::default()
+    };
+    let page = store
+        .list_conversations(&filter, None, 10)
+        .await
+        .expect("list");
+    assert_eq!(
+        page.items.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![first.id]
+    );
+}
+
+async fn agents_tokens_and_settings(backend: Backend) {
+    let (store, _db) = store(backend).await;
+    let (agent, token) = switchboard::agents::create_agent(
+        &store,
+        "Tok",
+        "tok@example.test",
+        AgentRole::Admin,
+        &["billing".into()],
+        4,
+    )
+    .await
+    .expect("agent");
+    let found = store
+        .agent_by_token(&switchboard::auth::hash_api_token(&token))
+        .await
+        .expect("lookup");
+    assert_eq!(found.map(|a| a.id), Some(agent.id));
+    assert_eq!(
+        store
+            .agent_by_token("0".repeat(64).as_str())
+            .await
+            .expect("lookup"),
+        None
+    );
+    let updated = store
+        .set_agent_status(agent.id, AgentStatus::Away)
+        .await
+        .expect("status");
+    assert_eq!(updated.status, AgentStatus::Away);
+    assert_eq!(store.agents().await.expect("list").len(), 1);
+
+    assert_eq!(
+        store
+            .setting_or_insert("k", "first")
+            .await
+            .expect("setting"),
+        "first"
+    );
+    assert_eq!(
+        store
+            .setting_or_insert("k", "second")
+            .await
+            .expect("setting"),
+        "first",
+        "the first value sticks"
+    );
+}
