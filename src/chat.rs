@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::domain::{
-    AgentId, AuthorRole, Conversation, ConversationId, ConversationState, Message, VisitorId,
-};
+use crate::domain::{AgentId, Conversation, ConversationId, Message, VisitorId};
 use crate::hub::{Audience, ConnId, HubHandle, Outbound, Room};
 use crate::metrics::Metrics;
 use crate::protocol::{ConversationEvent, MessageFrame, ServerFrame};
@@ -69,31 +67,27 @@ impl Chat {
         sender: Option<ConnId>,
     ) -> Result<Appended, StoreError> {
         let _order = self.lock(new.conversation_id).await;
-        let mut conversation = self.store.conversation(new.conversation_id).await?;
-        if new.author == AuthorRole::Visitor && conversation.state == ConversationState::Resolved {
-            conversation = self.store.reopen_for_visitor(conversation.id).await?;
-            self.announce(&conversation, ConversationEvent::Updated)
-                .await;
-        }
-        let appended = self.store.append_message(&new).await?;
-        if let Appended::New(message) = &appended {
+        let appended = match self.store.append_message(&new).await {
+            Err(StoreError::Resolved) => {
+                let reopened = self.store.reopen_for_visitor(new.conversation_id).await?;
+                self.announce(&reopened, ConversationEvent::Updated).await;
+                self.store.append_message(&new).await?
+            }
+            other => other?,
+        };
+        if let Appended::New { message, owner } = &appended {
             self.metrics
                 .messages
                 .with_label_values(&[message.author.as_str()])
                 .inc();
-            self.deliver(message, conversation.assignee_id, sender)
-                .await;
+            self.deliver(message, *owner, sender).await;
         }
         Ok(appended)
     }
 
     async fn deliver(&self, message: &Message, owner: Option<AgentId>, sender: Option<ConnId>) {
-        let out = Outbound {
-            seq: Some(message.seq),
-            text: ServerFrame::Message(MessageFrame::from(message))
-                .to_json()
-                .into(),
-        };
+        let frame = ServerFrame::Message(MessageFrame::from(message));
+        let out = Outbound::new(Some(message.seq), frame.to_json());
         self.hub
             .publish(
                 Room::Conversation(message.conversation_id),
@@ -149,10 +143,7 @@ impl Chat {
         self.hub
             .publish(
                 Room::Conversation(conversation.id),
-                Outbound {
-                    seq: None,
-                    text: state.to_json().into(),
-                },
+                Outbound::new(None, state.to_json()),
                 Audience::Everyone,
                 None,
             )
@@ -164,10 +155,7 @@ impl Chat {
         self.hub
             .publish(
                 Room::AgentFeed,
-                Outbound {
-                    seq: None,
-                    text: feed.to_json().into(),
-                },
+                Outbound::new(None, feed.to_json()),
                 Audience::Everyone,
                 None,
             )
@@ -183,10 +171,7 @@ impl Chat {
         sender: ConnId,
     ) -> Result<(), StoreError> {
         let conversation = self.store.conversation(id).await?;
-        let out = Outbound {
-            seq: None,
-            text: frame.to_json().into(),
-        };
+        let out = Outbound::new(None, frame.to_json());
         self.hub
             .publish(
                 Room::Conversation(id),

@@ -215,7 +215,7 @@ pub async fn post_message(
         client_id: Some(client_id),
     };
     Ok(match state.chat.post(new, None).await? {
-        Appended::New(m) => HttpResponse::Created().json(m),
+        Appended::New { message, .. } => HttpResponse::Created().json(message),
         Appended::Duplicate(m) => HttpResponse::Ok().json(m),
     })
 }

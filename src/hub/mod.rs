@@ -29,11 +29,32 @@ pub enum Room {
 }
 
 /// One frame on its way to sockets, serialised once for all of them. `seq` is set for
-/// persisted events so a socket can skip what its replay already sent.
+/// persisted events so a socket can skip what its replay already sent. A pointer wide, so
+/// each socket's queue stays small.
 #[derive(Debug, Clone)]
-pub struct Outbound {
-    pub seq: Option<i64>,
-    pub text: ByteString,
+pub struct Outbound(Arc<Frame>);
+
+#[derive(Debug)]
+struct Frame {
+    seq: Option<i64>,
+    text: ByteString,
+}
+
+impl Outbound {
+    pub fn new(seq: Option<i64>, text: impl Into<ByteString>) -> Self {
+        Self(Arc::new(Frame {
+            seq,
+            text: text.into(),
+        }))
+    }
+
+    pub fn seq(&self) -> Option<i64> {
+        self.0.seq
+    }
+
+    pub fn text(&self) -> ByteString {
+        self.0.text.clone()
+    }
 }
 
 /// Who is behind a socket, for filtering the agent feed.
@@ -243,10 +264,7 @@ mod tests {
     use super::*;
 
     fn out(seq: i64) -> Outbound {
-        Outbound {
-            seq: Some(seq),
-            text: ByteString::from(format!("{seq}")),
-        }
+        Outbound::new(Some(seq), format!("{seq}"))
     }
 
     #[tokio::test]
@@ -258,7 +276,7 @@ mod tests {
         hub.join(1, room, Viewer::Visitor, a_tx).await;
         hub.join(2, room, Viewer::Visitor, b_tx).await;
         hub.publish(room, out(1), Audience::Everyone, Some(1)).await;
-        assert_eq!(b.recv().await.and_then(|o| o.seq), Some(1));
+        assert_eq!(b.recv().await.and_then(|o| o.seq()), Some(1));
         assert!(a.try_recv().is_err());
 
         let owner = AgentId::new();
@@ -291,7 +309,7 @@ mod tests {
             None,
         )
         .await;
-        assert_eq!(own.recv().await.and_then(|o| o.seq), Some(2));
+        assert_eq!(own.recv().await.and_then(|o| o.seq()), Some(2));
         assert_eq!(hub.members(Room::AgentFeed).await, 2);
         assert!(other.try_recv().is_err());
     }
@@ -310,10 +328,10 @@ mod tests {
         }
         assert_eq!(hub.members(room).await, 1);
         assert_eq!(evictions.get(), 1);
-        assert_eq!(slow.recv().await.and_then(|o| o.seq), Some(1));
+        assert_eq!(slow.recv().await.and_then(|o| o.seq()), Some(1));
         assert!(slow.recv().await.is_none(), "evicted member's queue ends");
         for seq in 1..=3 {
-            assert_eq!(fast.recv().await.and_then(|o| o.seq), Some(seq));
+            assert_eq!(fast.recv().await.and_then(|o| o.seq()), Some(seq));
         }
     }
 }

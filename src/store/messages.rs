@@ -1,8 +1,10 @@
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Store, StoreError, enum_col, from_ms, now_ms, parse_col};
-use crate::domain::{AuthorRole, ClientId, ConversationId, Message, MessageText};
+use super::{Store, StoreError, enum_col, from_ms, now_ms, parse_col, parse_opt_col};
+use crate::domain::{
+    AgentId, AuthorRole, ClientId, ConversationId, ConversationState, Message, MessageText,
+};
 
 const COLUMNS: &str =
     "conversation_id, seq, author, author_id, text, client_id, analysis, created_at";
@@ -17,17 +19,21 @@ pub struct NewMessage {
     pub client_id: Option<ClientId>,
 }
 
-/// The outcome of an append: new, or the earlier message with the same client id.
+/// The outcome of an append: new (with the conversation's owner at that moment, to route
+/// it), or the earlier message with the same client id.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Appended {
-    New(Message),
+    New {
+        message: Message,
+        owner: Option<AgentId>,
+    },
     Duplicate(Message),
 }
 
 impl Appended {
     pub fn message(&self) -> &Message {
         match self {
-            Appended::New(m) | Appended::Duplicate(m) => m,
+            Appended::New { message, .. } | Appended::Duplicate(message) => message,
         }
     }
 }
@@ -53,11 +59,8 @@ impl Store {
     /// Stores a message with the conversation's next `seq`, in one transaction. A message whose
     /// client id was already stored in this conversation is not stored again.
     pub async fn append_message(&self, new: &NewMessage) -> Result<Appended, StoreError> {
-        if let Some(existing) = self.message_by_client_id(new).await? {
-            return Ok(Appended::Duplicate(existing));
-        }
         match self.insert_message(new).await {
-            Ok(m) => Ok(Appended::New(m)),
+            Ok(stored) => Ok(stored),
             Err(StoreError::Database(e)) if StoreError::is_unique_violation(&e) => self
                 .message_by_client_id(new)
                 .await?
@@ -67,35 +70,57 @@ impl Store {
         }
     }
 
-    async fn insert_message(&self, new: &NewMessage) -> Result<Message, StoreError> {
+    /// Four statements on the hot path: a resend (same client id) fails the INSERT on the
+    /// unique index, rolls back the `seq` increment, and is answered by `append_message`.
+    async fn insert_message(&self, new: &NewMessage) -> Result<Appended, StoreError> {
         let now = now_ms();
         let conversation = new.conversation_id.to_string();
+        let from_visitor = i64::from(new.author == AuthorRole::Visitor);
         let mut tx = self.writer.begin().await?;
-        let seq: i64 = sqlx::query_scalar(
+        let bumped = sqlx::query(
             "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $2 \
-             WHERE id = $1 RETURNING last_seq",
+             WHERE id = $1 AND NOT (state = 'resolved' AND $3 = 1) RETURNING last_seq, assignee_id",
         )
         .bind(&conversation)
         .bind(now)
+        .bind(from_visitor)
         .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound("conversation"))?;
-        let row = sqlx::query(AssertSqlSafe(format!(
+        .await?;
+        let Some(bumped) = bumped else {
+            drop(tx);
+            return match self.conversation(new.conversation_id).await?.state {
+                ConversationState::Resolved => Err(StoreError::Resolved),
+                _ => Err(StoreError::NotFound("conversation")),
+            };
+        };
+        let seq: i64 = bumped.try_get("last_seq")?;
+        let owner: Option<AgentId> = parse_opt_col(&bumped, "assignee_id")?;
+        let client_id = new.client_id.as_ref().map(|c| c.as_str().to_string());
+        sqlx::query(
             "INSERT INTO messages (conversation_id, seq, author, author_id, text, client_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
-        )))
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
         .bind(&conversation)
         .bind(seq)
         .bind(new.author.as_str())
         .bind(new.author_id.clone())
         .bind(new.text.as_str())
-        .bind(new.client_id.as_ref().map(|c| c.as_str().to_string()))
+        .bind(client_id.clone())
         .bind(now)
-        .fetch_one(&mut *tx)
+        .execute(&mut *tx)
         .await?;
-        let stored = message(&row)?;
         tx.commit().await?;
-        Ok(stored)
+        let message = Message {
+            conversation_id: new.conversation_id,
+            seq,
+            author: new.author,
+            author_id: new.author_id.clone(),
+            text: new.text.as_str().to_string(),
+            client_id,
+            analysis: None,
+            sent_at: from_ms(now)?,
+        };
+        Ok(Appended::New { message, owner })
     }
 
     async fn message_by_client_id(&self, new: &NewMessage) -> Result<Option<Message>, StoreError> {

@@ -36,6 +36,9 @@ pub enum StoreError {
     NotFound(&'static str),
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// A visitor wrote in a resolved conversation, which must be reopened first.
+    #[error("conversation is resolved")]
+    Resolved,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error")]

@@ -4,7 +4,11 @@
 use actix_ws::AggregatedMessageStream;
 use tokio::sync::mpsc;
 
-use super::socket::{Ending, Handler, Socket, await_hello, pump, refuse};
+use governor::DefaultDirectRateLimiter;
+
+use super::socket::{
+    EPHEMERAL_RATE_FACTOR, Ending, Handler, Socket, await_hello, limiter, pump, refuse,
+};
 use crate::auth::hash_api_token;
 use crate::domain::{Agent, AuthorRole, ConversationId};
 use crate::hub::{ConnId, Outbound, Room, Viewer};
@@ -34,12 +38,7 @@ async fn serve(
         Ok(token) => token,
         Err(ending) => return ending,
     };
-    let agent = match state
-        .chat
-        .store()
-        .agent_by_token(&hash_api_token(&token))
-        .await
-    {
+    let agent = match Box::pin(state.chat.store().agent_by_token(&hash_api_token(&token))).await {
         Ok(Some(agent)) => agent,
         Ok(None) => {
             let e = FrameError::new(ErrorCode::Unauthorized, "the API token is not valid");
@@ -86,7 +85,12 @@ async fn serve(
                 socket,
                 stream,
                 &mut rx,
-                &mut Console { state, conn, agent },
+                &mut Console {
+                    state,
+                    conn,
+                    agent,
+                    limiter: limiter(settings, EPHEMERAL_RATE_FACTOR),
+                },
                 settings,
             )
             .await
@@ -101,15 +105,20 @@ struct Console<'a> {
     state: &'a AppState,
     conn: ConnId,
     agent: Agent,
+    limiter: DefaultDirectRateLimiter,
 }
 
 impl Console<'_> {
     async fn relay(
-        &self,
+        &mut self,
         socket: &mut Socket,
         id: ConversationId,
         frame: ServerFrame<'_>,
     ) -> Result<(), Ending> {
+        if self.limiter.check().is_err() {
+            let e = FrameError::new(ErrorCode::RateLimited, "too many typing or read frames");
+            return socket.error(&e, None).await;
+        }
         let store = self.state.chat.store();
         let outcome = match store.conversation(id).await {
             Ok(c) if !self.agent.may_see(&c) => Err(FrameError::new(

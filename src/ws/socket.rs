@@ -1,12 +1,14 @@
 //! What every socket task shares: a write path with a timeout, the hello handshake, and the
 //! main loop over inbound frames, the hub queue and the heartbeat.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
 use bytestring::ByteString;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, interval, timeout};
@@ -15,6 +17,18 @@ use crate::config::WebSocketSettings;
 use crate::hub::Outbound;
 use crate::metrics::Metrics;
 use crate::protocol::{ErrorCode, FrameError, PROTOCOL_VERSION, ServerFrame, close, parse_frame};
+
+/// Typing and read receipts may come this many times faster than chat messages.
+pub const EPHEMERAL_RATE_FACTOR: u32 = 4;
+
+/// A per-socket rate limiter at `factor` times the configured chat message rate and burst.
+pub fn limiter(settings: &WebSocketSettings, factor: u32) -> DefaultDirectRateLimiter {
+    let nz =
+        |n: u32| NonZeroU32::new(n.saturating_mul(factor).max(1)).expect("max(1) is never zero");
+    RateLimiter::direct(
+        Quota::per_second(nz(settings.messages_per_second)).allow_burst(nz(settings.message_burst)),
+    )
+}
 
 /// How long a closing socket waits for the client's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -248,7 +262,10 @@ pub async fn pump<H: Handler>(
                 match frame {
                     None | Some(Ok(AggregatedMessage::Close(_))) => Err(Ending::Gone),
                     Some(Err(e)) => Err(protocol_error(e)),
-                    Some(Ok(AggregatedMessage::Text(text))) => handler.on_text(socket, &text).await,
+                    Some(Ok(AggregatedMessage::Text(text))) => {
+                        // Boxed: an idle socket's task then stays small (see docs/benchmarks.md).
+                        Box::pin(handler.on_text(socket, &text)).await
+                    }
                     Some(Ok(AggregatedMessage::Binary(_))) => {
                         let e = FrameError::new(ErrorCode::InvalidFrame, "binary frames are not supported; send JSON text frames");
                         socket.error(&e, None).await
@@ -258,7 +275,7 @@ pub async fn pump<H: Handler>(
                 }
             }
             out = rx.recv() => match out {
-                Some(out) if handler.admit(&out) => socket.send(out.text).await,
+                Some(out) if handler.admit(&out) => socket.send(out.text()).await,
                 Some(_) => Ok(()),
                 None => Err(Ending::close(close::SLOW_CONSUMER, "slow_consumer", "too slow to keep up")),
             },

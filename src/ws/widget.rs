@@ -1,13 +1,13 @@
 //! The visitor's widget socket: hello (new or resumed visitor), replay of what was missed,
 //! then chat messages, typing and read receipts.
 
-use std::num::NonZeroU32;
-
 use actix_ws::AggregatedMessageStream;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::DefaultDirectRateLimiter;
 use tokio::sync::mpsc;
 
-use super::socket::{Ending, Handler, Socket, await_hello, pump, refuse};
+use super::socket::{
+    EPHEMERAL_RATE_FACTOR, Ending, Handler, Socket, await_hello, limiter, pump, refuse,
+};
 use crate::auth::AuthError;
 use crate::domain::{AuthorRole, ClientId, Conversation, MessageText, TextError, VisitorId};
 use crate::hub::{ConnId, Outbound, Room, Viewer};
@@ -19,8 +19,6 @@ use crate::store::{NewMessage, StoreError};
 
 /// Messages read from the database per page when replaying.
 const REPLAY_PAGE: u32 = 500;
-/// Typing and read receipts may come this many times faster than chat messages.
-const EPHEMERAL_RATE_FACTOR: u32 = 4;
 
 pub async fn run(state: AppState, mut socket: Socket, mut stream: AggregatedMessageStream) {
     let _open = state.metrics.connection("widget");
@@ -47,7 +45,7 @@ async fn serve(
             Ok(hello) => hello,
             Err(ending) => return ending,
         };
-    let (visitor, conversation) = match identify(state, token.as_deref()).await {
+    let (visitor, conversation) = match Box::pin(identify(state, token.as_deref())).await {
         Ok(found) => found,
         Err(Identify::Unauthorized) => {
             let e = FrameError::new(
@@ -145,7 +143,7 @@ async fn converse(
         return ending;
     }
     let mut handler = Widget::new(state, conn, visitor, conversation);
-    if let Err(ending) = handler.replay(socket, last_seq).await {
+    if let Err(ending) = Box::pin(handler.replay(socket, last_seq)).await {
         return ending;
     }
     pump(socket, stream, rx, &mut handler, &state.settings.websocket).await
@@ -159,11 +157,6 @@ struct Widget<'a> {
     last_delivered: i64,
     messages: DefaultDirectRateLimiter,
     ephemeral: DefaultDirectRateLimiter,
-}
-
-fn quota(per_second: u32, burst: u32) -> Quota {
-    let nz = |n: u32| NonZeroU32::new(n.max(1)).expect("max(1) is never zero");
-    Quota::per_second(nz(per_second)).allow_burst(nz(burst))
 }
 
 fn internal() -> FrameError {
@@ -187,11 +180,8 @@ impl<'a> Widget<'a> {
             visitor,
             conversation: conversation.id,
             last_delivered: 0,
-            messages: RateLimiter::direct(quota(ws.messages_per_second, ws.message_burst)),
-            ephemeral: RateLimiter::direct(quota(
-                ws.messages_per_second.saturating_mul(EPHEMERAL_RATE_FACTOR),
-                ws.message_burst.saturating_mul(EPHEMERAL_RATE_FACTOR),
-            )),
+            messages: limiter(ws, 1),
+            ephemeral: limiter(ws, EPHEMERAL_RATE_FACTOR),
         }
     }
 
@@ -336,7 +326,7 @@ impl Handler for Widget<'_> {
     }
 
     fn admit(&mut self, out: &Outbound) -> bool {
-        match out.seq {
+        match out.seq() {
             Some(seq) if seq <= self.last_delivered => false,
             Some(seq) => {
                 self.last_delivered = seq;

@@ -55,7 +55,7 @@ async fn messages_get_consecutive_seq_and_dedupe(backend: Backend) {
             .await
             .expect("append");
         assert!(
-            matches!(&appended, Appended::New(m) if m.seq == i),
+            matches!(&appended, Appended::New { message, .. } if message.seq == i),
             "{appended:?}"
         );
     }
@@ -102,7 +102,7 @@ async fn messages_get_consecutive_seq_and_dedupe(backend: Backend) {
         ..new("c3", "same client id elsewhere")
     };
     assert!(
-        matches!(store.append_message(&in_other).await.expect("append"), Appended::New(m) if m.seq == 1)
+        matches!(store.append_message(&in_other).await.expect("append"), Appended::New { message, .. } if message.seq == 1)
     );
     assert_eq!(
         store
@@ -111,6 +111,30 @@ async fn messages_get_consecutive_seq_and_dedupe(backend: Backend) {
             .expect("latest")
             .map(|c| c.id),
         Some(other.id)
+    );
+
+    store
+        .resolve_conversation(conversation.id)
+        .await
+        .expect("resolve");
+    assert!(
+        matches!(
+            store.append_message(&new("c6", "back again")).await,
+            Err(StoreError::Resolved)
+        ),
+        "a visitor cannot write into a resolved conversation until it is reopened"
+    );
+    store
+        .reopen_for_visitor(conversation.id)
+        .await
+        .expect("reopen");
+    let back = store
+        .append_message(&new("c6", "back again"))
+        .await
+        .expect("append");
+    assert!(
+        matches!(&back, Appended::New { message, owner: None } if message.seq == 6),
+        "{back:?}"
     );
 
     let missing = NewMessage {
