@@ -56,9 +56,25 @@ fn message(row: &AnyRow) -> Result<Message, StoreError> {
 }
 
 impl Store {
-    /// Stores a message with the conversation's next `seq`, in one transaction. A message whose
-    /// client id was already stored in this conversation is not stored again.
+    /// Stores a message with the conversation's next `seq`, through the group-commit writer.
+    /// A message whose client id was already stored in this conversation is not stored again.
     pub async fn append_message(&self, new: &NewMessage) -> Result<Appended, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = super::appender::AppendRequest {
+            new: new.clone(),
+            reply,
+        };
+        if self.appends.send(request).await.is_err() {
+            return Err(StoreError::Unavailable("the message writer has stopped"));
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the message writer has stopped")))
+    }
+
+    /// One message in its own transaction: the path for resends and for batches that could
+    /// not go through whole.
+    pub(super) async fn append_one(&self, new: &NewMessage) -> Result<Appended, StoreError> {
         match self.insert_message(new).await {
             Ok(stored) => Ok(stored),
             Err(StoreError::Database(e)) if StoreError::is_unique_violation(&e) => self

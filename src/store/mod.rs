@@ -3,6 +3,7 @@
 //! checked at run time; each backend has its own migrations folder.
 
 mod agents;
+mod appender;
 mod conversations;
 mod messages;
 mod settings;
@@ -39,6 +40,8 @@ pub enum StoreError {
     /// A visitor wrote in a resolved conversation, which must be reopened first.
     #[error("conversation is resolved")]
     Resolved,
+    #[error("storage unavailable: {0}")]
+    Unavailable(&'static str),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error")]
@@ -67,6 +70,8 @@ pub struct Store {
     writer: AnyPool,
     reader: AnyPool,
     backend: Backend,
+    /// The group-commit writer for messages (see `appender.rs`).
+    appends: tokio::sync::mpsc::Sender<appender::AppendRequest>,
 }
 
 impl Store {
@@ -110,11 +115,15 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
-        Ok(Self {
+        let (appends, queue) = tokio::sync::mpsc::channel(appender::QUEUE);
+        let store = Self {
             writer,
             reader,
             backend,
-        })
+            appends,
+        };
+        appender::spawn(store.clone(), queue);
+        Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
