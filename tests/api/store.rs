@@ -13,6 +13,7 @@ on_both_backends!(
     messages_get_consecutive_seq_and_dedupe,
     claims_are_exclusive_and_respect_capacity,
     agents_tokens_and_settings,
+    concurrent_appends_across_conversations_are_batched_correctly,
 );
 
 async fn store(backend: Backend) -> (Store, TestDatabase) {
@@ -251,4 +252,51 @@ async fn agents_tokens_and_settings(backend: Backend) {
         "first",
         "the first value sticks"
     );
+}
+
+async fn concurrent_appends_across_conversations_are_batched_correctly(backend: Backend) {
+    const CONVERSATIONS: usize = 40;
+    const EACH: i64 = 10;
+    let (store, _db) = store(backend).await;
+    let visitor = store.create_visitor().await.expect("visitor");
+    let mut writers = Vec::new();
+    for c in 0..CONVERSATIONS {
+        let conversation = store
+            .create_conversation(visitor)
+            .await
+            .expect("conversation");
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 1..=EACH {
+                let new = NewMessage {
+                    conversation_id: conversation.id,
+                    author: AuthorRole::Agent,
+                    author_id: None,
+                    text: text(&format!("conversation {c} message {i}")),
+                    client_id: Some(ClientId::parse(format!("m{i}")).expect("client id")),
+                };
+                let appended = store.append_message(&new).await.expect("append");
+                assert!(
+                    matches!(&appended, Appended::New { message, .. } if message.seq == i),
+                    "{appended:?}"
+                );
+            }
+            let stored = store
+                .messages_after(conversation.id, 0, 100)
+                .await
+                .expect("list");
+            assert_eq!(
+                stored.iter().map(|m| m.seq).collect::<Vec<_>>(),
+                (1..=EACH).collect::<Vec<_>>()
+            );
+            assert!(
+                stored
+                    .iter()
+                    .all(|m| m.text.starts_with(&format!("conversation {c} ")))
+            );
+        }));
+    }
+    for w in writers {
+        w.await.expect("writer task");
+    }
 }
