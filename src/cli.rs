@@ -1,6 +1,7 @@
 //! The command line: `serve` (default), `migrate`, `agent create`, `agent list`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -149,6 +150,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         database = %redact(&settings.database.url),
         "switchboard listening"
     );
+    let state = app.state().clone();
+    let handle = app.handle();
+    let deadline = Duration::from_secs(settings.server.shutdown_timeout_secs);
+    tokio::spawn(async move {
+        crate::drain::signal().await;
+        tracing::info!(deadline_secs = deadline.as_secs(), "draining");
+        crate::drain::shutdown(&state, handle, deadline).await;
+    });
     app.run_until_stopped()
         .await
         .context("server stopped with an error")

@@ -31,7 +31,7 @@ pub struct ServerSettings {
     pub port: u16,
     /// HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
-    /// Seconds granted to open connections when the server stops.
+    /// Drain deadline: seconds from SIGTERM until the process exits.
     pub shutdown_timeout_secs: u64,
 }
 

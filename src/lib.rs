@@ -12,6 +12,8 @@ pub mod cli;
 pub mod config;
 /// The product's vocabulary: ids, states, roles, validated text.
 pub mod domain;
+/// Graceful drain on SIGTERM.
+pub mod drain;
 /// REST API, operator endpoints, error mapping.
 pub mod http;
 /// The hub task that owns rooms and fans frames out.

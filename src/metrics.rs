@@ -142,6 +142,14 @@ impl Metrics {
         String::from_utf8(out).unwrap_or_default()
     }
 
+    /// Sockets open now, all roles together.
+    pub fn open_sockets(&self) -> i64 {
+        ["widget", "agent"]
+            .iter()
+            .map(|role| self.connections.with_label_values(&[*role]).get())
+            .sum()
+    }
+
     /// Counts a socket as open until the returned guard drops.
     pub fn connection(&self, role: &'static str) -> ConnectionGuard {
         let gauge = self.connections.with_label_values(&[role]);

@@ -12,6 +12,7 @@ use actix_web::{App, HttpServer, web};
 use crate::auth::{VisitorTokens, generate_secret};
 use crate::chat::Chat;
 use crate::config::Settings;
+use crate::drain::Drain;
 use crate::hub::HubHandle;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
@@ -26,6 +27,7 @@ pub struct AppState {
     pub chat: Chat,
     pub visitor_tokens: VisitorTokens,
     pub metrics: Metrics,
+    pub drain: Drain,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,7 @@ impl Application {
             chat: Chat::new(store, hub, metrics.clone()),
             visitor_tokens: VisitorTokens::new(secret.as_bytes()),
             metrics,
+            drain: Drain::new(),
             settings: Arc::new(settings),
         };
 
@@ -123,6 +126,7 @@ fn serve(listener: TcpListener, state: AppState) -> Result<Server, StartError> {
             .default_service(web::to(crate::http::not_found))
     })
     .shutdown_timeout(settings.server.shutdown_timeout_secs)
+    .disable_signals()
     .listen(listener)
     .map_err(|source| StartError::Bind {
         address: "listener".into(),

@@ -12,10 +12,12 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Readiness: the database answers and is fully migrated.
+/// Readiness: not draining, and the database answers and is fully migrated.
 #[get("/ready")]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    if state.chat.store().is_ready().await {
+    if state.drain.is_draining() {
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({ "status": "draining" }))
+    } else if state.chat.store().is_ready().await {
         HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
     } else {
         HttpResponse::ServiceUnavailable()

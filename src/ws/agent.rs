@@ -92,6 +92,7 @@ async fn serve(
                     limiter: limiter(settings, EPHEMERAL_RATE_FACTOR),
                 },
                 settings,
+                state.drain.subscribe(),
             )
             .await
         }

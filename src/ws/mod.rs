@@ -9,6 +9,7 @@ mod widget;
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::AggregatedMessageStream;
 
+use crate::http::ApiError;
 use crate::startup::AppState;
 use socket::Socket;
 
@@ -22,6 +23,9 @@ fn upgrade(
     body: web::Payload,
     state: &AppState,
 ) -> Result<(HttpResponse, Socket, AggregatedMessageStream), actix_web::Error> {
+    if state.drain.is_draining() {
+        return Err(ApiError::Unavailable("this server is shutting down; connect again").into());
+    }
     let ws = &state.settings.websocket;
     let (response, session, stream) = actix_ws::handle(req, body)?;
     let stream = stream

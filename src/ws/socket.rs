@@ -10,7 +10,7 @@ use actix_ws::{
 use bytestring::ByteString;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::de::DeserializeOwned;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, interval, timeout};
 
 use crate::config::WebSocketSettings;
@@ -251,6 +251,7 @@ pub async fn pump<H: Handler>(
     rx: &mut mpsc::Receiver<Outbound>,
     handler: &mut H,
     settings: &WebSocketSettings,
+    mut drain: watch::Receiver<bool>,
 ) -> Ending {
     let mut heartbeat = interval(settings.heartbeat_interval());
     heartbeat.tick().await;
@@ -279,6 +280,9 @@ pub async fn pump<H: Handler>(
                 Some(_) => Ok(()),
                 None => Err(Ending::close(close::SLOW_CONSUMER, "slow_consumer", "too slow to keep up")),
             },
+            _ = drain.wait_for(|draining| *draining) => {
+                Err(Ending::close(1001, "going_away", "server is shutting down; reconnect"))
+            }
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > settings.client_timeout() {
                     Err(Ending::close(close::HEARTBEAT_TIMEOUT, "heartbeat_timeout", "no heartbeat"))

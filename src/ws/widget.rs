@@ -146,7 +146,15 @@ async fn converse(
     if let Err(ending) = Box::pin(handler.replay(socket, last_seq)).await {
         return ending;
     }
-    pump(socket, stream, rx, &mut handler, &state.settings.websocket).await
+    pump(
+        socket,
+        stream,
+        rx,
+        &mut handler,
+        &state.settings.websocket,
+        state.drain.subscribe(),
+    )
+    .await
 }
 
 struct Widget<'a> {

@@ -154,6 +154,10 @@ async fn start(db: TestDatabase, settings: Settings) -> TestApp {
 }
 
 impl TestApp {
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.handle.clone()
+    }
+
     /// Stops this server and starts a new one on the same database (a restart).
     pub async fn restart(self) -> TestApp {
         self.handle.stop(true).await;
@@ -267,6 +271,17 @@ impl Ws {
         Self { inner }
     }
 
+    /// Tries an upgrade; on refusal returns the HTTP status.
+    pub async fn try_connect(url: &str) -> Result<Self, u16> {
+        match tokio_tungstenite::connect_async(url).await {
+            Ok((inner, _)) => Ok(Self { inner }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(e) => panic!("upgrade failed without an HTTP answer: {e}"),
+        }
+    }
+
     /// Connects with a tiny receive buffer, so a client that stops reading backs up quickly.
     pub async fn connect_small_buffer(port: u16, path: &str) -> Self {
         let socket = tokio::net::TcpSocket::new_v4().expect("tcp socket");
@@ -357,6 +372,28 @@ impl Ws {
             Ok(WsMessage::Text(t)) => Some(t.contains("\"type\":\"message\"")),
             Ok(WsMessage::Close(_)) | Err(_) => None,
             Ok(_) => Some(false),
+        }
+    }
+
+    /// The next JSON frame, or how the socket ended.
+    pub async fn next_or_close(&mut self) -> Result<Value, Closed> {
+        loop {
+            let item = tokio::time::timeout(FRAME_WAIT, self.inner.next())
+                .await
+                .expect("a frame or a close in time");
+            match item {
+                None | Some(Err(_)) => return Err(Closed::WithoutCloseFrame),
+                Some(Ok(WsMessage::Close(Some(frame)))) => {
+                    return Err(Closed::Code(u16::from(frame.code)));
+                }
+                Some(Ok(WsMessage::Close(None))) => {
+                    return Err(Closed::Code(u16::from(CloseCode::Status)));
+                }
+                Some(Ok(WsMessage::Text(t))) => {
+                    return Ok(serde_json::from_str(&t).expect("server sends JSON"));
+                }
+                Some(Ok(_)) => continue,
+            }
         }
     }
 
