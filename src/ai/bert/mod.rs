@@ -129,11 +129,11 @@ impl Bert {
                     qkv_b.extend(weights.get(&name(&format!("attention.self.{part}.bias")), &[h])?);
                 }
                 Ok(Layer {
-                    qkv: Linear::new(&qkv_w, qkv_b, 3 * h, h),
-                    attn_out: weights.linear(&name("attention.output.dense"), h, h)?,
+                    qkv: Linear::new(isa, &qkv_w, qkv_b, 3 * h, h),
+                    attn_out: weights.linear(isa, &name("attention.output.dense"), h, h)?,
                     attn_norm: weights.norm(&name("attention.output.LayerNorm"), h)?,
-                    up: weights.linear(&name("intermediate.dense"), i, h)?,
-                    down: weights.linear(&name("output.dense"), h, i)?,
+                    up: weights.linear(isa, &name("intermediate.dense"), i, h)?,
+                    down: weights.linear(isa, &name("output.dense"), h, i)?,
                     out_norm: weights.norm(&name("output.LayerNorm"), h)?,
                 })
             })
@@ -188,21 +188,15 @@ impl Bert {
         for layer in &self.layers {
             layer
                 .qkv
-                .forward(self.isa, pool, &hidden, m, &mut qkv, Epilogue::Bias);
+                .forward(pool, &hidden, m, &mut qkv, Epilogue::Bias);
             attention::attention(self.isa, pool, &qkv, batch, self.heads, &mut ctx);
             let residual = Epilogue::Residual(&hidden);
-            layer
-                .attn_out
-                .forward(self.isa, pool, &ctx, m, &mut next, residual);
+            layer.attn_out.forward(pool, &ctx, m, &mut next, residual);
             self.norm(pool, &mut next, &layer.attn_norm);
             std::mem::swap(&mut hidden, &mut next);
-            layer
-                .up
-                .forward(self.isa, pool, &hidden, m, &mut up, Epilogue::Gelu);
+            layer.up.forward(pool, &hidden, m, &mut up, Epilogue::Gelu);
             let residual = Epilogue::Residual(&hidden);
-            layer
-                .down
-                .forward(self.isa, pool, &up, m, &mut next, residual);
+            layer.down.forward(pool, &up, m, &mut next, residual);
             self.norm(pool, &mut next, &layer.out_norm);
             std::mem::swap(&mut hidden, &mut next);
         }
@@ -276,10 +270,10 @@ impl Weights {
             })
     }
 
-    fn linear(&self, prefix: &str, n: usize, k: usize) -> Result<Linear, AiError> {
+    fn linear(&self, isa: Isa, prefix: &str, n: usize, k: usize) -> Result<Linear, AiError> {
         let weight = self.get(&format!("{prefix}.weight"), &[n, k])?;
         let bias = self.get(&format!("{prefix}.bias"), &[n])?;
-        Ok(Linear::new(&weight, bias, n, k))
+        Ok(Linear::new(isa, &weight, bias, n, k))
     }
 
     fn norm(&self, prefix: &str, h: usize) -> Result<Norm, AiError> {
