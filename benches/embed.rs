@@ -1,5 +1,5 @@
-//! Embedding speed: one text at a time, batches of 32, and the micro-batching worker under 64
-//! concurrent callers, on the 16 support sentences of `benches/sentences.txt` (the same ones
+//! Embedding speed: one text at a time, batches of 32, and the micro-batching worker under one
+//! and 64 concurrent callers, on the 16 support sentences of `benches/sentences.txt` (the same ones
 //! `../shared/baselines/onnx_embed_bench.py` uses). Run with `cargo bench --bench embed`.
 
 use std::hint::black_box;
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use switchboard::ai::{EmbedHandle, Embedder, EmbedderOptions, WorkerConfig};
+use tokio::runtime::Runtime;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -49,40 +50,52 @@ fn direct(c: &mut Criterion) {
     group.finish();
 }
 
-fn worker(c: &mut Criterion) {
-    const CALLERS: usize = 64;
-    let handle = EmbedHandle::spawn(embedder(), WorkerConfig::default()).expect("worker starts");
+/// `callers` tasks each embed one sentence per iteration, concurrently, through the worker.
+fn concurrent(handle: &EmbedHandle, runtime: &Runtime, callers: usize, iters: u64) -> Duration {
     let sentences = sentences();
+    runtime.block_on(async {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..callers)
+            .map(|caller| {
+                let (handle, sentences) = (handle.clone(), sentences.clone());
+                tokio::spawn(async move {
+                    for i in 0..iters as usize {
+                        let text = &sentences[(caller + i) % sentences.len()];
+                        black_box(handle.embed(text.as_str()).await.expect("embeds"));
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("caller finishes");
+        }
+        start.elapsed()
+    })
+}
+
+/// The worker with its default batching wait and with none, under one caller (what the wait
+/// costs at light load) and 64 concurrent callers (what batching gains under load).
+fn worker(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a current-thread runtime builds");
     let mut group = c.benchmark_group("embed_worker");
-    group.throughput(Throughput::Elements(CALLERS as u64));
-    group.measurement_time(Duration::from_secs(10));
-    group.bench_function("64_concurrent_callers", |b| {
-        // One iteration: each of the 64 callers embeds one sentence, concurrently.
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                let callers: Vec<_> = (0..CALLERS)
-                    .map(|caller| {
-                        let (handle, sentences) = (handle.clone(), sentences.clone());
-                        tokio::spawn(async move {
-                            for i in 0..iters as usize {
-                                let text = &sentences[(caller + i) % sentences.len()];
-                                black_box(handle.embed(text.as_str()).await.expect("embeds"));
-                            }
-                        })
-                    })
-                    .collect();
-                for caller in callers {
-                    caller.await.expect("caller finishes");
-                }
-                start.elapsed()
-            })
-        })
-    });
+    group.measurement_time(Duration::from_secs(8));
+    for wait_ms in [1, 0] {
+        let config = WorkerConfig {
+            max_wait: Duration::from_millis(wait_ms),
+            ..WorkerConfig::default()
+        };
+        let handle = EmbedHandle::spawn(embedder(), config).expect("worker starts");
+        for callers in [1, 64] {
+            group.throughput(Throughput::Elements(callers as u64));
+            let name = format!("max_wait_{wait_ms}ms/{callers}_callers");
+            group.bench_function(name, |b| {
+                b.iter_custom(|iters| concurrent(&handle, &runtime, callers, iters))
+            });
+        }
+    }
     group.finish();
 }
 
