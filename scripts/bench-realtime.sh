@@ -9,10 +9,14 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}"
 cargo build --release --bins -q
 bin="$CARGO_TARGET_DIR/release"
 work=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+server=""
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 
 start_server() {
-    kill "${server:-0}" 2>/dev/null && wait "$server" 2>/dev/null || true
+    if [ -n "$server" ]; then
+        kill "$server" 2>/dev/null || true
+        wait "$server" 2>/dev/null || true
+    fi
     rm -rf "$work/data"
     local url="sqlite://data/switchboard.db?mode=rwc"
     if [ "${BENCH_POSTGRES:-0}" = 1 ]; then

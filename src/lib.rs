@@ -2,6 +2,8 @@
 
 /// Agent accounts: creation and first API token.
 pub mod agents;
+/// The local AI engine: sentence embeddings on the CPU, batched off the async workers.
+pub mod ai;
 /// Visitor tokens and API token hashing.
 pub mod auth;
 /// The conversation service: store first, then fan out in `seq` order.

@@ -1,0 +1,37 @@
+//! Errors of the AI engine; `http/` and `ws/` map them to the outside.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong loading or running the models.
+#[derive(Debug, thiserror::Error)]
+pub enum AiError {
+    /// A model file is missing or unreadable: the server cannot start its AI without it.
+    #[error("cannot read model file {path}")]
+    ModelIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The weights file is not valid safetensors or lacks a tensor.
+    #[error("cannot load model weights from {path}")]
+    Weights {
+        path: PathBuf,
+        #[source]
+        source: candle_core::Error,
+    },
+    /// The files parse but do not describe the model this engine runs.
+    #[error("model files under {path} do not fit: {reason}")]
+    InvalidModel { path: PathBuf, reason: String },
+    /// The tokenizer file cannot be loaded or configured, or rejected a text.
+    #[error("tokenizer failed")]
+    Tokenizer(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The operating system refused the encoder's or the worker's threads.
+    #[error("cannot start the embedding threads")]
+    Threads(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The embedding queue is full: callers should answer "busy" (503) rather than wait.
+    #[error("the embedding queue is full")]
+    Overloaded,
+    /// The worker thread is gone (it only stops when the process is shutting down).
+    #[error("the embedding worker has stopped")]
+    WorkerStopped,
+}

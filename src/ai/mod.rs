@@ -1,0 +1,18 @@
+//! The local AI engine. Everything runs on this server's CPU from files under `models/`:
+//! nothing is downloaded and no text leaves the machine.
+//!
+//! - [`Embedder`] turns text into all-MiniLM-L6-v2 sentence embeddings, equal to
+//!   sentence-transformers' (mean pooling, L2 normalisation, truncation at 256 tokens), with its
+//!   own BERT forward pass tuned for small batches on a few cores.
+//! - [`EmbedHandle`] puts a micro-batching worker thread in front of it, so concurrent
+//!   conversations share forward passes and CPU work never runs on the async runtime.
+
+mod bert;
+mod embedder;
+mod error;
+mod tokenize;
+mod worker;
+
+pub use embedder::{EMBEDDING_DIM, Embedder, EmbedderOptions, Embedding};
+pub use error::AiError;
+pub use worker::{EmbedHandle, WorkerConfig};
