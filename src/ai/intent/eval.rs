@@ -23,14 +23,8 @@ pub struct Metrics {
 
 /// Scores `examples` (embedding, true label) with `head` at its threshold.
 pub fn evaluate(head: &IntentHead, examples: &[(Embedding, String)]) -> Result<Metrics, AiError> {
-    let refs: Vec<&Embedding> = examples.iter().map(|(e, _)| e).collect();
-    let scores = head.scores(&refs)?;
-    let predicted: Vec<&str> = scores
-        .iter()
-        .map(|&(best, confidence)| head.accept(best, confidence).unwrap_or(OUT_OF_SCOPE))
-        .collect();
-    let truth: Vec<&str> = examples.iter().map(|(_, l)| l.as_str()).collect();
-    Ok(metrics(&truth, &predicted))
+    let scores = scores(head, examples)?;
+    Ok(metrics_at(head, &scores, examples))
 }
 
 /// Picks the confidence threshold that maximises the mean of in-scope accuracy and
@@ -40,27 +34,42 @@ pub fn choose_threshold(
     head: &mut IntentHead,
     validation: &[(Embedding, String)],
 ) -> Result<Metrics, AiError> {
-    let refs: Vec<&Embedding> = validation.iter().map(|(e, _)| e).collect();
-    let scores = head.scores(&refs)?;
-    let mut best = (f64::NEG_INFINITY, 0.0f32);
+    let scores = scores(head, validation)?;
+    let mut best: Option<(f64, f32, Metrics)> = None;
     for step in 0..100 {
         let threshold = step as f32 / 100.0;
         head.set_threshold(threshold, None);
-        let predicted: Vec<&str> = scores
-            .iter()
-            .map(|&(b, c)| head.accept(b, c).unwrap_or(OUT_OF_SCOPE))
-            .collect();
-        let truth: Vec<&str> = validation.iter().map(|(_, l)| l.as_str()).collect();
-        let m = metrics(&truth, &predicted);
+        let m = metrics_at(head, &scores, validation);
         let balanced = (m.in_scope_accuracy + m.oos_recall.unwrap_or(0.0)) / 2.0;
-        if balanced > best.0 {
-            best = (balanced, threshold);
+        if best.as_ref().is_none_or(|(b, _, _)| balanced > *b) {
+            best = Some((balanced, threshold, m));
         }
     }
-    head.set_threshold(best.1, None);
-    let figures = evaluate(head, validation)?;
-    head.set_threshold(best.1, Some(figures.clone()));
+    let (_, threshold, figures) = best.expect("the loop above tries at least one threshold");
+    head.set_threshold(threshold, Some(figures.clone()));
     Ok(figures)
+}
+
+fn scores(
+    head: &IntentHead,
+    examples: &[(Embedding, String)],
+) -> Result<Vec<(usize, f32)>, AiError> {
+    let refs: Vec<&Embedding> = examples.iter().map(|(e, _)| e).collect();
+    head.scores(&refs)
+}
+
+/// The figures for precomputed scores at the head's current threshold.
+fn metrics_at(
+    head: &IntentHead,
+    scores: &[(usize, f32)],
+    examples: &[(Embedding, String)],
+) -> Metrics {
+    let predicted: Vec<&str> = scores
+        .iter()
+        .map(|&(best, confidence)| head.accept(best, confidence).unwrap_or(OUT_OF_SCOPE))
+        .collect();
+    let truth: Vec<&str> = examples.iter().map(|(_, l)| l.as_str()).collect();
+    metrics(&truth, &predicted)
 }
 
 fn metrics(truth: &[&str], predicted: &[&str]) -> Metrics {
