@@ -28,6 +28,12 @@ pub enum AiError {
     /// The operating system refused the encoder's or the worker's threads.
     #[error("cannot start the embedding threads")]
     Threads(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Training data is unreadable or unusable (a missing column, a single label).
+    #[error("bad training data: {0}")]
+    TrainingData(String),
+    /// The intent head failed to build, train, run, save or load.
+    #[error("intent head failed")]
+    Head(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The embedding queue is full: callers should answer "busy" (503) rather than wait.
     #[error("the embedding queue is full")]
     Overloaded,

@@ -6,10 +6,13 @@
 //!   own BERT forward pass tuned for small batches on a few cores.
 //! - [`EmbedHandle`] puts a micro-batching worker thread in front of it, so concurrent
 //!   conversations share forward passes and CPU work never runs on the async runtime.
+//! - [`intent`] trains, evaluates, saves and loads a small classifier over the embeddings, with
+//!   out-of-scope detection.
 
 mod bert;
 mod embedder;
 mod error;
+pub mod intent;
 mod tokenize;
 mod worker;
 

@@ -1,0 +1,142 @@
+//! Intent evaluation as the out-of-scope literature reports it: accuracy and macro-F1 over all
+//! labels, in-scope accuracy, and out-of-scope recall and precision, at one threshold.
+
+use serde::{Deserialize, Serialize};
+
+use super::{IntentHead, OUT_OF_SCOPE};
+use crate::ai::{AiError, Embedding};
+
+/// Figures of a head on one labelled set; `oos_*` are `None` when the set has no
+/// out-of-scope examples.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Metrics {
+    pub examples: usize,
+    /// Share of all examples whose prediction (intent or out of scope) is right.
+    pub accuracy: f64,
+    /// Mean F1 over the labels present in the set, out of scope counted as one label.
+    pub macro_f1: f64,
+    /// Share of in-scope examples given their right intent.
+    pub in_scope_accuracy: f64,
+    pub oos_recall: Option<f64>,
+    pub oos_precision: Option<f64>,
+}
+
+/// Scores `examples` (embedding, true label) with `head` at its threshold.
+pub fn evaluate(head: &IntentHead, examples: &[(Embedding, String)]) -> Result<Metrics, AiError> {
+    let scores = scores(head, examples)?;
+    Ok(metrics_at(head, &scores, examples))
+}
+
+/// Picks the confidence threshold that maximises the mean of in-scope accuracy and
+/// out-of-scope recall on validation data (which must contain out-of-scope examples, or the
+/// best threshold is trivially 0), sets it on `head`, and returns the validation figures.
+pub fn choose_threshold(
+    head: &mut IntentHead,
+    validation: &[(Embedding, String)],
+) -> Result<Metrics, AiError> {
+    let scores = scores(head, validation)?;
+    let mut best: Option<(f64, f32, Metrics)> = None;
+    for step in 0..100 {
+        let threshold = step as f32 / 100.0;
+        head.set_threshold(threshold, None);
+        let m = metrics_at(head, &scores, validation);
+        let balanced = (m.in_scope_accuracy + m.oos_recall.unwrap_or(0.0)) / 2.0;
+        if best.as_ref().is_none_or(|(b, _, _)| balanced > *b) {
+            best = Some((balanced, threshold, m));
+        }
+    }
+    let (_, threshold, figures) = best.expect("the loop above tries at least one threshold");
+    head.set_threshold(threshold, Some(figures.clone()));
+    Ok(figures)
+}
+
+fn scores(
+    head: &IntentHead,
+    examples: &[(Embedding, String)],
+) -> Result<Vec<(usize, f32)>, AiError> {
+    let refs: Vec<&Embedding> = examples.iter().map(|(e, _)| e).collect();
+    head.scores(&refs)
+}
+
+/// The figures for precomputed scores at the head's current threshold.
+fn metrics_at(
+    head: &IntentHead,
+    scores: &[(usize, f32)],
+    examples: &[(Embedding, String)],
+) -> Metrics {
+    let predicted: Vec<&str> = scores
+        .iter()
+        .map(|&(best, confidence)| head.accept(best, confidence).unwrap_or(OUT_OF_SCOPE))
+        .collect();
+    let truth: Vec<&str> = examples.iter().map(|(_, l)| l.as_str()).collect();
+    metrics(&truth, &predicted)
+}
+
+fn metrics(truth: &[&str], predicted: &[&str]) -> Metrics {
+    let n = truth.len().max(1) as f64;
+    let correct = truth.iter().zip(predicted).filter(|(t, p)| t == p).count();
+    let in_scope: Vec<(&str, &str)> = truth
+        .iter()
+        .zip(predicted)
+        .filter(|(t, _)| **t != OUT_OF_SCOPE)
+        .map(|(t, p)| (*t, *p))
+        .collect();
+    let in_scope_correct = in_scope.iter().filter(|(t, p)| t == p).count();
+    let is_oos = |l: &str| l == OUT_OF_SCOPE;
+    let oos_true = truth.iter().filter(|t| is_oos(t)).count();
+    let oos_pred = predicted.iter().filter(|p| is_oos(p)).count();
+    let oos_hit = truth
+        .iter()
+        .zip(predicted)
+        .filter(|(t, p)| is_oos(t) && is_oos(p))
+        .count();
+    let mut labels: Vec<&str> = truth.to_vec();
+    labels.sort_unstable();
+    labels.dedup();
+    let f1_sum: f64 = labels
+        .iter()
+        .map(|label| {
+            let tp = truth
+                .iter()
+                .zip(predicted)
+                .filter(|(t, p)| t == &label && p == &label);
+            let tp = tp.count() as f64;
+            let pred = predicted.iter().filter(|p| *p == label).count() as f64;
+            let real = truth.iter().filter(|t| *t == label).count() as f64;
+            if tp == 0.0 {
+                0.0
+            } else {
+                2.0 * tp / (pred + real)
+            }
+        })
+        .sum();
+    Metrics {
+        examples: truth.len(),
+        accuracy: correct as f64 / n,
+        macro_f1: f1_sum / labels.len().max(1) as f64,
+        in_scope_accuracy: in_scope_correct as f64 / in_scope.len().max(1) as f64,
+        oos_recall: (oos_true > 0).then(|| oos_hit as f64 / oos_true as f64),
+        oos_precision: (oos_true > 0).then(|| oos_hit as f64 / oos_pred.max(1) as f64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_count_in_scope_and_out_of_scope_separately() {
+        let truth = ["a", "a", "b", "oos", "oos"];
+        let predicted = ["a", "oos", "b", "oos", "b"];
+        let m = metrics(&truth, &predicted);
+        assert_eq!(m.accuracy, 3.0 / 5.0);
+        assert_eq!(m.in_scope_accuracy, 2.0 / 3.0);
+        assert_eq!(m.oos_recall, Some(0.5));
+        assert_eq!(m.oos_precision, Some(0.5));
+        // F1: a = 2·1/(1+2), b = 2·1/(2+1), oos = 2·1/(2+2).
+        let want = (2.0 / 3.0 + 2.0 / 3.0 + 0.5) / 3.0;
+        assert!((m.macro_f1 - want).abs() < 1e-12);
+        let no_oos = metrics(&["a", "b"], &["a", "a"]);
+        assert_eq!(no_oos.oos_recall, None);
+    }
+}
