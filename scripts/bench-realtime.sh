@@ -17,6 +17,10 @@ start_server() {
         kill "$server" 2>/dev/null || true
         wait "$server" 2>/dev/null || true
     fi
+    if curl -sf http://127.0.0.1:8080/health >/dev/null; then
+        echo "something else already listens on 127.0.0.1:8080; stop it first" >&2
+        exit 1
+    fi
     rm -rf "$work/data"
     local url="sqlite://data/switchboard.db?mode=rwc"
     if [ "${BENCH_POSTGRES:-0}" = 1 ]; then
@@ -27,7 +31,12 @@ start_server() {
         SWITCHBOARD_WEBSOCKET__MESSAGES_PER_SECOND=100000 SWITCHBOARD_WEBSOCKET__MESSAGE_BURST=100000 \
         exec "$bin/switchboard") &
     server=$!
-    for _ in $(seq 1 50); do curl -sf http://127.0.0.1:8080/ready >/dev/null && return; sleep 0.2; done
+    for _ in $(seq 1 50); do
+        if curl -sf http://127.0.0.1:8080/ready >/dev/null && kill -0 "$server" 2>/dev/null; then
+            return
+        fi
+        sleep 0.2
+    done
     echo "server did not become ready" >&2; exit 1
 }
 
