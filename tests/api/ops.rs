@@ -54,6 +54,26 @@ async fn health_ready_metrics_and_openapi(backend: Backend) {
         "no raw paths in labels"
     );
 
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (Debian package prometheus; .ci/run installs it)");
+    std::io::Write::write_all(
+        &mut promtool.stdin.take().expect("stdin is piped"),
+        body.as_bytes(),
+    )
+    .expect("metrics written to promtool");
+    let checked = promtool.wait_with_output().expect("promtool runs");
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
     let doc: Value = app
         .get("/api/openapi.json", None)
         .await
