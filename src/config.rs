@@ -20,7 +20,27 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub websocket: WebSocketSettings,
     pub auth: AuthSettings,
+    pub retention: RetentionSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Conversations untouched for this many days are deleted, with their messages; 0 keeps
+    /// everything.
+    pub days: u32,
+    /// How often the purge runs.
+    pub purge_interval_secs: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            days: 0,
+            purge_interval_secs: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -226,6 +246,11 @@ impl Settings {
         if ws.messages_per_second == 0 || ws.message_burst == 0 {
             return invalid(
                 "websocket.messages_per_second and websocket.message_burst must be at least 1",
+            );
+        }
+        if self.retention.days > 0 && self.retention.purge_interval_secs == 0 {
+            return invalid(
+                "retention.purge_interval_secs must be at least 1 when retention.days is set",
             );
         }
         if ws.hello_timeout_ms == 0 || ws.write_timeout_ms == 0 {

@@ -86,6 +86,9 @@ impl Application {
             .local_addr()
             .map_err(|source| StartError::Bind { address, source })?
             .port();
+        if state.settings.retention.days > 0 {
+            tokio::spawn(purge_periodically(state.clone()));
+        }
         let server = serve(listener, state.clone())?;
         Ok(Self {
             port,
@@ -136,4 +139,29 @@ fn serve(listener: TcpListener, state: AppState) -> Result<Server, StartError> {
         server = server.workers(settings.server.workers);
     }
     Ok(server.run())
+}
+
+/// The retention job: deletes what is older than `retention.days`, and audits each purge.
+async fn purge_periodically(state: AppState) {
+    let retention = &state.settings.retention;
+    let keep_ms = i64::from(retention.days) * 24 * 60 * 60 * 1000;
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(
+        retention.purge_interval_secs,
+    ));
+    loop {
+        every.tick().await;
+        let store = state.chat.store();
+        let cutoff = chrono::Utc::now().timestamp_millis() - keep_ms;
+        match store.purge_before(cutoff).await {
+            Ok(removed) if removed == Default::default() => {}
+            Ok(removed) => {
+                tracing::info!(?removed, "retention purge");
+                let detail = serde_json::json!({ "removed": removed, "cutoff_ms": cutoff });
+                if let Err(e) = store.audit("system", "purge", None, detail).await {
+                    tracing::error!(error = ?e, "could not audit a purge");
+                }
+            }
+            Err(e) => tracing::error!(error = ?e, "retention purge failed"),
+        }
+    }
 }

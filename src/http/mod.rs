@@ -6,6 +6,7 @@ mod auth;
 mod conversations;
 mod error;
 mod ops;
+mod privacy;
 
 use std::time::Instant;
 
@@ -30,6 +31,7 @@ const MAX_JSON_BODY: usize = 64 * 1024;
         conversations::list, conversations::get_one, conversations::messages, conversations::post_message,
         conversations::claim, conversations::resolve, conversations::reopen,
         agents::get_me, agents::set_status, agents::list, agents::create,
+        privacy::export, privacy::erase, privacy::audit,
     ),
     modifiers(&BearerAuth),
     servers((url = "/api/v1"))
@@ -78,7 +80,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(agents::get_me)
             .service(agents::set_status)
             .service(agents::list)
-            .service(agents::create),
+            .service(agents::create)
+            .service(privacy::export)
+            .service(privacy::erase)
+            .service(privacy::audit),
     );
 }
 

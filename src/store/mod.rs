@@ -6,11 +6,13 @@ mod agents;
 mod appender;
 mod conversations;
 mod messages;
+mod privacy;
 mod settings;
 
 pub use agents::NewAgent;
 pub use conversations::{ConversationFilter, ConversationPage, Cursor};
 pub use messages::{Appended, NewMessage};
+pub use privacy::{AuditEntry, ConversationExport, Removed, VisitorExport};
 
 use std::path::Path;
 use std::time::Duration;

@@ -6,6 +6,7 @@ mod agent_api;
 mod bad_input;
 mod drain;
 mod ops;
+mod privacy;
 mod realtime;
 mod resume;
 mod store;
