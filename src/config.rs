@@ -315,6 +315,30 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_config_map_holds_a_valid_config() {
+        let manifest = include_str!("../k8s/configmap.yaml");
+        let (_, block) = manifest
+            .split_once("switchboard.toml: |\n")
+            .expect("the config map embeds switchboard.toml");
+        let toml: String = block
+            .lines()
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .collect();
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(&toml))
+            .extract()
+            .expect("the embedded switchboard.toml has no unknown keys");
+        settings.validate().expect("the embedded config is valid");
+        assert_eq!(settings.server.host, "0.0.0.0");
+        assert!(
+            settings
+                .database
+                .url
+                .starts_with("sqlite:///var/lib/switchboard/")
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let err = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::string("[server]\nprot = 9000\n"))
