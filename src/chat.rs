@@ -88,16 +88,29 @@ impl Chat {
     async fn deliver(&self, message: &Message, owner: Option<AgentId>, sender: Option<ConnId>) {
         let frame = ServerFrame::Message(MessageFrame::from(message));
         let out = Outbound::new(Some(message.seq), frame.to_json());
+        self.fan_out(message.conversation_id, out, owner, sender)
+            .await;
+    }
+
+    /// Sends a conversation's frame to its sockets and to the agents who may see it, except
+    /// the socket it came from.
+    async fn fan_out(
+        &self,
+        id: ConversationId,
+        out: Outbound,
+        owner: Option<AgentId>,
+        sender: Option<ConnId>,
+    ) {
         self.hub
             .publish(
-                Room::Conversation(message.conversation_id),
+                Room::Conversation(id),
                 out.clone(),
                 Audience::Everyone,
                 sender,
             )
             .await;
         self.hub
-            .publish(Room::AgentFeed, out, Audience::OwnerOf(owner), None)
+            .publish(Room::AgentFeed, out, Audience::OwnerOf(owner), sender)
             .await;
     }
 
@@ -172,21 +185,7 @@ impl Chat {
     ) -> Result<(), StoreError> {
         let conversation = self.store.conversation(id).await?;
         let out = Outbound::new(None, frame.to_json());
-        self.hub
-            .publish(
-                Room::Conversation(id),
-                out.clone(),
-                Audience::Everyone,
-                Some(sender),
-            )
-            .await;
-        self.hub
-            .publish(
-                Room::AgentFeed,
-                out,
-                Audience::OwnerOf(conversation.assignee_id),
-                Some(sender),
-            )
+        self.fan_out(id, out, conversation.assignee_id, Some(sender))
             .await;
         Ok(())
     }

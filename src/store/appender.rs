@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::messages::{Appended, NewMessage};
 use super::{Store, StoreError, from_ms, now_ms, parse_opt_col};
-use crate::domain::{AgentId, AuthorRole, ConversationState, Message};
+use crate::domain::{AgentId, AuthorRole};
 
 /// Most messages stored in one transaction.
 pub(super) const MAX_BATCH: usize = 256;
@@ -142,25 +142,10 @@ impl Store {
         for (new, id) in batch.iter().zip(&ids) {
             results.push(match bumped.get(id) {
                 Some((seq, owner)) => Ok(Appended::New {
-                    message: Message {
-                        conversation_id: new.conversation_id,
-                        seq: *seq,
-                        author: new.author,
-                        author_id: new.author_id.clone(),
-                        text: new.text.as_str().to_string(),
-                        client_id: new.client_id.as_ref().map(|c| c.as_str().to_string()),
-                        analysis: None,
-                        sent_at,
-                    },
+                    message: new.stored(*seq, sent_at),
                     owner: *owner,
                 }),
-                None => match self.conversation(new.conversation_id).await {
-                    Ok(c) if c.state == ConversationState::Resolved => Err(StoreError::Resolved),
-                    Ok(_) => Err(StoreError::Conflict(
-                        "conversation changed while storing; resend",
-                    )),
-                    Err(e) => Err(e),
-                },
+                None => Err(self.why_not_bumped(new.conversation_id).await),
             });
         }
         Ok(results)

@@ -19,6 +19,22 @@ pub struct NewMessage {
     pub client_id: Option<ClientId>,
 }
 
+impl NewMessage {
+    /// The message as stored with `seq` at `sent_at`.
+    pub(super) fn stored(&self, seq: i64, sent_at: chrono::DateTime<chrono::Utc>) -> Message {
+        Message {
+            conversation_id: self.conversation_id,
+            seq,
+            author: self.author,
+            author_id: self.author_id.clone(),
+            text: self.text.as_str().to_string(),
+            client_id: self.client_id.as_ref().map(|c| c.as_str().to_string()),
+            analysis: None,
+            sent_at,
+        }
+    }
+}
+
 /// The outcome of an append: new (with the conversation's owner at that moment, to route
 /// it), or the earlier message with the same client id.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,14 +120,11 @@ impl Store {
         .await?;
         let Some(bumped) = bumped else {
             drop(tx);
-            return match self.conversation(new.conversation_id).await?.state {
-                ConversationState::Resolved => Err(StoreError::Resolved),
-                _ => Err(StoreError::NotFound("conversation")),
-            };
+            return Err(self.why_not_bumped(new.conversation_id).await);
         };
         let seq: i64 = bumped.try_get("last_seq")?;
         let owner: Option<AgentId> = parse_opt_col(&bumped, "assignee_id")?;
-        let client_id = new.client_id.as_ref().map(|c| c.as_str().to_string());
+        let stored = new.stored(seq, from_ms(now)?);
         sqlx::query(
             "INSERT INTO messages (conversation_id, seq, author, author_id, text, client_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -121,22 +134,25 @@ impl Store {
         .bind(new.author.as_str())
         .bind(new.author_id.clone())
         .bind(new.text.as_str())
-        .bind(client_id.clone())
+        .bind(stored.client_id.clone())
         .bind(now)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        let message = Message {
-            conversation_id: new.conversation_id,
-            seq,
-            author: new.author,
-            author_id: new.author_id.clone(),
-            text: new.text.as_str().to_string(),
-            client_id,
-            analysis: None,
-            sent_at: from_ms(now)?,
-        };
-        Ok(Appended::New { message, owner })
+        Ok(Appended::New {
+            message: stored,
+            owner,
+        })
+    }
+
+    /// Why the `seq` UPDATE matched no row: a visitor writing into a resolved conversation,
+    /// a conversation that is gone, or one that changed state meanwhile.
+    pub(super) async fn why_not_bumped(&self, id: ConversationId) -> StoreError {
+        match self.conversation(id).await {
+            Ok(c) if c.state == ConversationState::Resolved => StoreError::Resolved,
+            Ok(_) => StoreError::Conflict("conversation changed while storing; resend"),
+            Err(e) => e,
+        }
     }
 
     async fn message_by_client_id(&self, new: &NewMessage) -> Result<Option<Message>, StoreError> {
