@@ -26,6 +26,8 @@ pub mod metrics;
 pub mod protocol;
 /// Building and running the server.
 pub mod startup;
+/// The knowledge base as content: articles, intents, coaching cards.
+pub mod kb;
 /// Storage on SQLite or PostgreSQL.
 pub mod store;
 /// WebSocket endpoints and socket loops.
