@@ -11,7 +11,7 @@ use crate::domain::{AgentId, Conversation, ConversationId, Message, VisitorId};
 use crate::hub::{Audience, ConnId, HubHandle, Outbound, Room};
 use crate::metrics::Metrics;
 use crate::protocol::{ConversationEvent, MessageFrame, ServerFrame};
-use crate::store::{Appended, NewMessage, Store, StoreError};
+use crate::store::{Appended, Escalation, NewMessage, Store, StoreError};
 
 /// Per-conversation ordering locks, striped so their number stays fixed.
 const LOCK_STRIPES: usize = 1024;
@@ -124,6 +124,61 @@ impl Chat {
         self.announce(&conversation, ConversationEvent::Updated)
             .await;
         Ok(conversation)
+    }
+
+    /// Hands a conversation from the bot to the queue.
+    pub async fn escalate(
+        &self,
+        id: ConversationId,
+        escalation: &Escalation,
+    ) -> Result<Conversation, StoreError> {
+        let _order = self.lock(id).await;
+        let conversation = self.store.escalate_conversation(id, escalation).await?;
+        self.announce(&conversation, ConversationEvent::Updated)
+            .await;
+        Ok(conversation)
+    }
+
+    pub async fn transfer_to_agent(
+        &self,
+        id: ConversationId,
+        to: AgentId,
+    ) -> Result<Conversation, StoreError> {
+        let _order = self.lock(id).await;
+        let conversation = self.store.transfer_to_agent(id, to).await?;
+        self.announce(&conversation, ConversationEvent::Updated)
+            .await;
+        Ok(conversation)
+    }
+
+    pub async fn transfer_to_skill(
+        &self,
+        id: ConversationId,
+        skill: &str,
+    ) -> Result<Conversation, StoreError> {
+        let _order = self.lock(id).await;
+        let conversation = self.store.transfer_to_skill(id, skill).await?;
+        self.announce(&conversation, ConversationEvent::Updated)
+            .await;
+        Ok(conversation)
+    }
+
+    pub async fn hand_back_to_bot(&self, id: ConversationId) -> Result<Conversation, StoreError> {
+        let _order = self.lock(id).await;
+        let conversation = self.store.hand_back_to_bot(id).await?;
+        self.announce(&conversation, ConversationEvent::Updated)
+            .await;
+        Ok(conversation)
+    }
+
+    /// Puts back in the queue everything an agent who went offline held.
+    pub async fn requeue_agent(&self, agent: AgentId) -> Result<Vec<Conversation>, StoreError> {
+        let requeued = self.store.requeue_agent(agent).await?;
+        for conversation in &requeued {
+            self.announce(conversation, ConversationEvent::Updated)
+                .await;
+        }
+        Ok(requeued)
     }
 
     pub async fn resolve(&self, id: ConversationId) -> Result<Conversation, StoreError> {

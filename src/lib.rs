@@ -4,6 +4,8 @@
 pub mod agents;
 /// The local AI engine: sentence embeddings on the CPU, batched off the async workers.
 pub mod ai;
+/// Automation: the escalation rules in force, the bot, handoff and routing.
+pub mod automation;
 /// Visitor tokens and API token hashing.
 pub mod auth;
 /// The conversation service: store first, then fan out in `seq` order.
@@ -16,6 +18,8 @@ pub mod config;
 pub mod domain;
 /// Graceful drain on SIGTERM.
 pub mod drain;
+/// Escalation rules: checked definitions and their pure evaluation.
+pub mod escalation;
 /// REST API, operator endpoints, error mapping.
 pub mod http;
 /// The hub task that owns rooms and fans frames out.

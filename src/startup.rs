@@ -9,6 +9,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
+use crate::automation::{Desk, RuleBook, RuleBookError};
 use crate::auth::{VisitorTokens, generate_secret};
 use crate::chat::Chat;
 use crate::config::Settings;
@@ -25,6 +26,7 @@ const VISITOR_SECRET_KEY: &str = "visitor_token_secret";
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub chat: Chat,
+    pub desk: Desk,
     pub visitor_tokens: VisitorTokens,
     pub metrics: Metrics,
     pub drain: Drain,
@@ -34,6 +36,8 @@ pub struct AppState {
 pub enum StartError {
     #[error("cannot open the database")]
     Store(#[from] StoreError),
+    #[error("cannot load the escalation rules")]
+    Rules(#[from] RuleBookError),
     #[error("cannot bind {address}")]
     Bind {
         address: String,
@@ -66,8 +70,11 @@ impl Application {
         };
         let metrics = Metrics::new();
         let hub = HubHandle::spawn(metrics.slow_consumer_evictions.clone());
+        let rules = RuleBook::load(store.clone()).await?;
+        let chat = Chat::new(store, hub, metrics.clone());
         let state = AppState {
-            chat: Chat::new(store, hub, metrics.clone()),
+            desk: Desk::new(chat.clone(), rules),
+            chat,
             visitor_tokens: VisitorTokens::new(secret.as_bytes()),
             metrics,
             drain: Drain::new(),

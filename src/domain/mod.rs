@@ -74,6 +74,8 @@ pub struct Conversation {
     pub state: ConversationState,
     pub priority: i64,
     pub assignee_id: Option<AgentId>,
+    /// The agent skill the conversation waits for, once escalated.
+    pub skill: Option<String>,
     pub tags: Vec<String>,
     /// Sequence number of the newest message.
     pub last_seq: i64,

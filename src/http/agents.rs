@@ -23,7 +23,8 @@ pub struct StatusUpdate {
     status: AgentStatus,
 }
 
-/// Sets the caller's availability: online, away or offline.
+/// Sets the caller's availability: online, away or offline. Going online assigns waiting
+/// conversations; offline puts the caller's conversations back in the queue.
 #[utoipa::path(request_body = StatusUpdate, responses((status = 200, body = Agent), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
 #[put("/agents/me/status")]
 pub async fn set_status(
@@ -32,11 +33,7 @@ pub async fn set_status(
     state: web::Data<AppState>,
 ) -> Result<web::Json<Agent>, ApiError> {
     Ok(web::Json(
-        state
-            .chat
-            .store()
-            .set_agent_status(me.id, body.status)
-            .await?,
+        state.desk.set_agent_status(me.id, body.status).await?,
     ))
 }
 

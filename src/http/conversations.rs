@@ -11,7 +11,7 @@ use crate::domain::{
     MessageText, TextError,
 };
 use crate::startup::AppState;
-use crate::store::{Appended, ConversationFilter, Cursor, NewMessage};
+use crate::store::{Appended, ConversationFilter, Cursor, NewMessage, RecordedFiring};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
@@ -89,7 +89,7 @@ pub async fn list(
     }))
 }
 
-async fn visible(
+pub(super) async fn visible(
     state: &AppState,
     me: &crate::domain::Agent,
     id: ConversationId,
@@ -104,14 +104,26 @@ async fn visible(
     }
 }
 
-fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
+pub(super) fn conversation_id(raw: &str) -> Result<ConversationId, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound("conversation"))
+}
+
+/// A conversation as the console shows it: with the handoff summary and the rules that fired.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationView {
+    #[serde(flatten)]
+    conversation: Conversation,
+    /// What the agent needs to take over, written when the conversation was escalated.
+    #[schema(value_type = Option<Object>)]
+    handoff: Option<serde_json::Value>,
+    /// Every escalation rule that fired, with its reason and the message that triggered it.
+    escalations: Vec<RecordedFiring>,
 }
 
 /// One conversation.
 #[utoipa::path(
     params(("id" = String, Path, description = "Conversation id")),
-    responses((status = 200, body = Conversation), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = ConversationView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
 #[get("/conversations/{id}")]
@@ -119,10 +131,14 @@ pub async fn get_one(
     AuthAgent(me): AuthAgent,
     path: web::Path<String>,
     state: web::Data<AppState>,
-) -> Result<web::Json<Conversation>, ApiError> {
-    Ok(web::Json(
-        visible(&state, &me, conversation_id(&path)?).await?,
-    ))
+) -> Result<web::Json<ConversationView>, ApiError> {
+    let conversation = visible(&state, &me, conversation_id(&path)?).await?;
+    let store = state.chat.store();
+    Ok(web::Json(ConversationView {
+        handoff: store.handoff(conversation.id).await?,
+        escalations: store.firings(conversation.id).await?,
+        conversation,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

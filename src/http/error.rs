@@ -7,6 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::agents::AgentInputError;
+use crate::escalation::RuleError;
 use crate::store::StoreError;
 
 /// Error body of every failed API call.
@@ -16,6 +17,9 @@ pub struct ErrorBody {
     pub code: &'static str,
     /// Human-readable explanation.
     pub message: String,
+    /// The request field at fault, as a path (`when.any[1].regex`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 #[derive(thiserror::Error)]
@@ -30,6 +34,8 @@ pub enum ApiError {
     Conflict(&'static str),
     #[error("{0}")]
     Invalid(String),
+    #[error("{field}: {reason}")]
+    InvalidField { field: String, reason: String },
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -57,7 +63,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
-            ApiError::Invalid(_) => "invalid",
+            ApiError::Invalid(_) | ApiError::InvalidField { .. } => "invalid",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -72,7 +78,9 @@ impl ResponseError for ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid(_) | ApiError::InvalidField { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -90,6 +98,10 @@ impl ResponseError for ApiError {
         response.json(ErrorBody {
             code: self.code(),
             message: self.to_string(),
+            field: match self {
+                ApiError::InvalidField { field, .. } => Some(field.clone()),
+                _ => None,
+            },
         })
     }
 }
@@ -100,6 +112,15 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Conflict(why) => ApiError::Conflict(why),
             other => ApiError::Internal(other),
+        }
+    }
+}
+
+impl From<RuleError> for ApiError {
+    fn from(e: RuleError) -> Self {
+        ApiError::InvalidField {
+            field: e.field,
+            reason: e.reason,
         }
     }
 }

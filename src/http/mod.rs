@@ -7,6 +7,8 @@ mod conversations;
 mod error;
 mod ops;
 mod privacy;
+mod routing;
+mod rules;
 
 use std::time::Instant;
 
@@ -32,6 +34,8 @@ const MAX_JSON_BODY: usize = 64 * 1024;
         conversations::claim, conversations::resolve, conversations::reopen,
         agents::get_me, agents::set_status, agents::list, agents::create,
         privacy::export, privacy::erase, privacy::audit,
+        routing::queue, routing::assign, routing::transfer, routing::hand_back,
+        rules::list, rules::get_one, rules::create, rules::replace, rules::remove,
     ),
     modifiers(&BearerAuth),
     servers((url = "/api/v1"))
@@ -83,7 +87,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(agents::create)
             .service(privacy::export)
             .service(privacy::erase)
-            .service(privacy::audit),
+            .service(privacy::audit)
+            .service(routing::queue)
+            .service(routing::assign)
+            .service(routing::transfer)
+            .service(routing::hand_back)
+            .service(rules::list)
+            .service(rules::get_one)
+            .service(rules::create)
+            .service(rules::replace)
+            .service(rules::remove),
     );
 }
 

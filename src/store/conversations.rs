@@ -4,8 +4,8 @@ use sqlx::{AssertSqlSafe, Row};
 use super::{Store, StoreError, enum_col, from_ms, json_col, now_ms, parse_col, parse_opt_col};
 use crate::domain::{AgentId, Conversation, ConversationId, ConversationState, VisitorId};
 
-const COLUMNS: &str =
-    "id, visitor_id, state, priority, assignee_id, tags, last_seq, created_at, updated_at";
+pub(super) const COLUMNS: &str =
+    "id, visitor_id, state, priority, assignee_id, skill, tags, last_seq, created_at, updated_at";
 
 /// Narrows a conversation listing; `visible_to` hides other agents' conversations.
 #[derive(Debug, Clone, Default)]
@@ -42,13 +42,14 @@ pub struct ConversationPage {
     pub next: Option<Cursor>,
 }
 
-fn conversation(row: &AnyRow) -> Result<Conversation, StoreError> {
+pub(super) fn conversation(row: &AnyRow) -> Result<Conversation, StoreError> {
     Ok(Conversation {
         id: parse_col(row, "id")?,
         visitor_id: parse_col(row, "visitor_id")?,
         state: enum_col(row, "state", ConversationState::parse)?,
         priority: row.try_get("priority")?,
         assignee_id: parse_opt_col(row, "assignee_id")?,
+        skill: row.try_get("skill")?,
         tags: json_col(row, "tags")?,
         last_seq: row.try_get("last_seq")?,
         created_at: from_ms(row.try_get("created_at")?)?,

@@ -7,12 +7,16 @@ mod appender;
 mod conversations;
 mod messages;
 mod privacy;
+mod routing;
+mod rules;
 mod settings;
 
 pub use agents::NewAgent;
 pub use conversations::{ConversationFilter, ConversationPage, Cursor};
 pub use messages::{Appended, NewMessage};
 pub use privacy::{AuditEntry, ConversationExport, Removed, VisitorExport};
+pub use routing::{AgentLoad, Escalation};
+pub use rules::{RecordedFiring, StoredRule};
 
 use std::path::Path;
 use std::time::Duration;

@@ -208,6 +208,14 @@ impl TestApp {
         req.send().await.expect("PUT reaches the server")
     }
 
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.delete(format!("{}{path}", self.address));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("DELETE reaches the server")
+    }
+
     /// A widget that said hello as a new visitor; returns it with its welcome frame.
     pub async fn visitor(&self) -> (Ws, Value) {
         let mut ws = Ws::connect(&self.ws_url("/ws/widget")).await;

@@ -9,4 +9,5 @@ mod ops;
 mod privacy;
 mod realtime;
 mod resume;
+mod rules;
 mod store;
