@@ -199,7 +199,9 @@ pub(super) fn phones(text: &str, calling_code: Option<u16>, out: &mut Vec<Entity
         let glued = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || "-./_".contains(c));
         let before = text[..m.start()].chars().next_back();
         let after = text[m.end()..].chars().next();
-        if !enough || glued(before) || glued(after) {
+        // `2026-02-30` is a mistyped date, not a phone number.
+        let date_shaped = written.len() == 10 && written.as_bytes()[4] == b'-';
+        if !enough || date_shaped || glued(before) || glued(after) {
             continue;
         }
         let value = if plus {
