@@ -1,4 +1,5 @@
-//! The command line: `serve` (default), `migrate`, `agent create`, `agent list`.
+//! The command line: `serve` (default), `migrate`, `agent create`, `agent list`,
+//! `train sentiment`, `eval sentiment`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +8,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::agents::create_agent;
+use crate::ai::intent::read_labelled_csv;
+use crate::ai::sentiment::{self, Sentiment};
+use crate::ai::{Embedder, EmbedderOptions};
 use crate::config::{LogFormat, Settings};
 use crate::domain::AgentRole;
 use crate::startup::Application;
@@ -35,6 +39,68 @@ pub enum Command {
     /// Manage agent accounts.
     #[command(subcommand)]
     Agent(AgentCommand),
+    /// Train a model of the AI engine and write it under models/.
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Evaluate a model of the AI engine on a labelled test set.
+    #[command(subcommand)]
+    Eval(EvalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// The sentiment head and its fusion with VADER, from SST-2, CR and the support utterances.
+    Sentiment(TrainSentimentArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// VADER alone, the head alone and the fused model on a `text,label` CSV (binary or 3-class).
+    Sentiment(EvalSentimentArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainSentimentArgs {
+    /// SST-2 folder (train.csv for the head, val.csv for the fusion).
+    #[arg(long, default_value = "../shared/datasets/sst2")]
+    sst2: PathBuf,
+    /// CR folder (its train.csv).
+    #[arg(long, default_value = "../shared/datasets/cr_customer_reviews")]
+    cr: PathBuf,
+    /// The team's support utterances.
+    #[arg(long, default_value = "datasets/sentiment/support_train.csv")]
+    support: PathBuf,
+    /// Train on the reviews only (a baseline: the head then never sees a neutral example).
+    #[arg(long)]
+    without_support: bool,
+    /// The MiniLM model folder.
+    #[arg(long, default_value = Embedder::DEFAULT_DIR)]
+    minilm: PathBuf,
+    /// Where to write the model.
+    #[arg(long, default_value = Sentiment::DEFAULT_DIR)]
+    out: PathBuf,
+    /// Encoder threads (default: one per CPU; 1 is faster on a machine busy with other work).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalSentimentArgs {
+    /// The test set: CSV with `text,label` (negative / neutral / positive).
+    #[arg(long)]
+    test: PathBuf,
+    /// The sentiment model folder.
+    #[arg(long, default_value = Sentiment::DEFAULT_DIR)]
+    model: PathBuf,
+    /// The MiniLM model folder.
+    #[arg(long, default_value = Embedder::DEFAULT_DIR)]
+    minilm: PathBuf,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Encoder threads (default: one per CPU; 1 is faster on a machine busy with other work).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +169,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("API token (shown once, store it now): {token}");
             Ok(())
         }
+        Command::Train(TrainCommand::Sentiment(args)) => train_sentiment(args),
+        Command::Eval(EvalCommand::Sentiment(args)) => eval_sentiment(args),
         Command::Agent(AgentCommand::List) => {
             let store = open(&settings).await?;
             for a in store.agents().await? {
@@ -120,6 +188,47 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn load_embedder(dir: &std::path::Path, threads: Option<usize>) -> anyhow::Result<Embedder> {
+    let mut options = EmbedderOptions::default();
+    options.threads = threads.unwrap_or(options.threads);
+    Ok(Embedder::load(dir, options)?)
+}
+
+fn train_sentiment(args: TrainSentimentArgs) -> anyhow::Result<()> {
+    let embedder = load_embedder(&args.minilm, args.threads)?;
+    let sources = sentiment::TrainSources {
+        sst2: Some(args.sst2),
+        cr: Some(args.cr),
+        support: (!args.without_support).then_some(args.support),
+    };
+    let start = std::time::Instant::now();
+    let model = sentiment::train(&embedder, &sources, Default::default())?;
+    model.save(&args.out)?;
+    for report in &model.info().validation {
+        println!("held-out {}", report.render());
+    }
+    println!(
+        "trained in {:.1} s (embedding included); wrote {}",
+        start.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn eval_sentiment(args: EvalSentimentArgs) -> anyhow::Result<()> {
+    let embedder = load_embedder(&args.minilm, args.threads)?;
+    let model = Sentiment::load(&args.model)?;
+    let rows = read_labelled_csv(&args.test)?;
+    let name = args.test.display().to_string();
+    let report = sentiment::evaluate(&model, &embedder, &name, &rows)?;
+    print!("{}", report.render());
+    if let Some(path) = args.report {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 async fn open(settings: &Settings) -> anyhow::Result<Store> {

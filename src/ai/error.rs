@@ -34,6 +34,10 @@ pub enum AiError {
     /// The intent head failed to build, train, run, save or load.
     #[error("intent head failed")]
     Head(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A caller passed inputs that do not fit together (e.g. texts and embeddings of
+    /// different counts).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// The embedding queue is full: callers should answer "busy" (503) rather than wait.
     #[error("the embedding queue is full")]
     Overloaded,

@@ -185,15 +185,28 @@ impl IntentHead {
         self.info.validation = validation;
     }
 
+    /// The softmax over the labels, one row per embedding.
+    fn softmax(&self, embeddings: &[&Embedding]) -> Result<Tensor, AiError> {
+        let x = matrix(embeddings)?;
+        let h = self.hidden.forward(&x).and_then(|h| h.gelu_erf());
+        let logits = h.and_then(|h| self.output.forward(&h)).map_err(candle)?;
+        candle_nn::ops::softmax(&logits, D::Minus1).map_err(candle)
+    }
+
+    /// Every label's probability for each embedding, in the order of [`HeadInfo::labels`].
+    pub fn probabilities(&self, embeddings: &[&Embedding]) -> Result<Vec<Vec<f32>>, AiError> {
+        if embeddings.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.softmax(embeddings)?.to_vec2().map_err(candle)
+    }
+
     /// The best label and its probability for each embedding, before any threshold.
     pub fn scores(&self, embeddings: &[&Embedding]) -> Result<Vec<(usize, f32)>, AiError> {
         if embeddings.is_empty() {
             return Ok(Vec::new());
         }
-        let x = matrix(embeddings)?;
-        let h = self.hidden.forward(&x).and_then(|h| h.gelu_erf());
-        let logits = h.and_then(|h| self.output.forward(&h)).map_err(candle)?;
-        let probs = candle_nn::ops::softmax(&logits, D::Minus1).map_err(candle)?;
+        let probs = self.softmax(embeddings)?;
         let best = probs.argmax(D::Minus1).and_then(|b| b.to_vec1::<u32>());
         let top = probs.max(D::Minus1).and_then(|p| p.to_vec1::<f32>());
         let (best, top) = (best.map_err(candle)?, top.map_err(candle)?);
