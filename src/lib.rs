@@ -4,10 +4,10 @@
 pub mod agents;
 /// The local AI engine: sentence embeddings on the CPU, batched off the async workers.
 pub mod ai;
-/// Automation: the escalation rules in force, the bot, handoff and routing.
-pub mod automation;
 /// Visitor tokens and API token hashing.
 pub mod auth;
+/// Automation: the escalation rules in force, the bot, handoff and routing.
+pub mod automation;
 /// The conversation service: store first, then fan out in `seq` order.
 pub mod chat;
 /// The command line.
@@ -24,14 +24,14 @@ pub mod escalation;
 pub mod http;
 /// The hub task that owns rooms and fans frames out.
 pub mod hub;
+/// The knowledge base as content: articles, intents, coaching cards.
+pub mod kb;
 /// Prometheus metrics.
 pub mod metrics;
 /// The WebSocket wire protocol: frames, error codes, close codes.
 pub mod protocol;
 /// Building and running the server.
 pub mod startup;
-/// The knowledge base as content: articles, intents, coaching cards.
-pub mod kb;
 /// Storage on SQLite or PostgreSQL.
 pub mod store;
 /// WebSocket endpoints and socket loops.

@@ -9,8 +9,8 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
-use crate::automation::{Desk, RuleBook, RuleBookError};
 use crate::auth::{VisitorTokens, generate_secret};
+use crate::automation::{Desk, RuleBook, RuleBookError};
 use crate::chat::Chat;
 use crate::config::Settings;
 use crate::drain::Drain;

@@ -33,7 +33,11 @@ impl Desk {
     }
 
     /// Gives a waiting conversation to one agent, as an admin decided.
-    pub async fn assign(&self, id: ConversationId, agent: AgentId) -> Result<Conversation, StoreError> {
+    pub async fn assign(
+        &self,
+        id: ConversationId,
+        agent: AgentId,
+    ) -> Result<Conversation, StoreError> {
         let conversation = self.chat.claim(id, agent).await?;
         self.chat.store().touch_assignment(agent).await?;
         Ok(conversation)
@@ -41,7 +45,11 @@ impl Desk {
 
     /// Records an agent's availability. Going offline puts the agent's conversations back in
     /// the queue for others (away keeps them: a short break); then the queue is routed.
-    pub async fn set_agent_status(&self, agent: AgentId, status: AgentStatus) -> Result<Agent, StoreError> {
+    pub async fn set_agent_status(
+        &self,
+        agent: AgentId,
+        status: AgentStatus,
+    ) -> Result<Agent, StoreError> {
         let updated = self.chat.store().set_agent_status(agent, status).await?;
         if status == AgentStatus::Offline {
             self.chat.requeue_agent(agent).await?;

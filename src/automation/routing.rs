@@ -69,21 +69,34 @@ mod tests {
         let idle_long = load(&["billing", "safety"], 4, 1, Some(5));
         let idle_short = load(&["billing"], 4, 1, Some(50));
         let other_skill = load(&["drivers"], 4, 0, None);
-        let loads = [full.clone(), busy.clone(), idle_long.clone(), idle_short.clone(), other_skill.clone()];
+        let loads = [
+            full.clone(),
+            busy.clone(),
+            idle_long.clone(),
+            idle_short.clone(),
+            other_skill.clone(),
+        ];
         assert_eq!(
             candidates(&loads, Some("billing")),
             [idle_long.id, idle_short.id, busy.id]
         );
         assert_eq!(candidates(&loads, Some("safety")), [idle_long.id]);
         assert!(candidates(&loads, Some("legal")).is_empty());
-        assert_eq!(candidates(&loads, None)[0], other_skill.id, "no skill needed: emptiest first");
+        assert_eq!(
+            candidates(&loads, None)[0],
+            other_skill.id,
+            "no skill needed: emptiest first"
+        );
     }
 
     #[test]
     fn never_assigned_counts_as_idle_longest() {
         let fresh = load(&[], 3, 0, None);
         let recent = load(&[], 3, 0, Some(1));
-        assert_eq!(candidates(&[recent.clone(), fresh.clone()], None), [fresh.id, recent.id]);
+        assert_eq!(
+            candidates(&[recent.clone(), fresh.clone()], None),
+            [fresh.id, recent.id]
+        );
     }
 
     #[test]

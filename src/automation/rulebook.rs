@@ -80,7 +80,12 @@ impl RuleBook {
         let rule = parse_rule(json)?;
         let stored = self
             .store
-            .update_rule(id, &rule.spec.name, &spec_json(&rule.spec)?, rule.spec.enabled)
+            .update_rule(
+                id,
+                &rule.spec.name,
+                &spec_json(&rule.spec)?,
+                rule.spec.enabled,
+            )
             .await?;
         self.reload().await?;
         Ok(stored)
@@ -109,7 +114,10 @@ fn checked(stored: &[StoredRule]) -> Result<Vec<Rule>, RuleBookError> {
         .map(|s| {
             let json = serde_json::to_vec(&s.definition).map_err(corrupt)?;
             parse_rule(&json).map_err(|e| {
-                RuleBookError::Store(StoreError::Corrupt(format!("stored rule `{}`: {e}", s.name)))
+                RuleBookError::Store(StoreError::Corrupt(format!(
+                    "stored rule `{}`: {e}",
+                    s.name
+                )))
             })
         })
         .collect()

@@ -86,9 +86,9 @@ fn explain(condition: &Condition, f: &Facts<'_>) -> Option<String> {
         Condition::ConfidenceBelow(x) => {
             (f.confidence < *x).then(|| format!("intent confidence {:.2} below {x}", f.confidence))
         }
-        Condition::OutOfScope(b) => (f.out_of_scope == *b).then(|| {
-            if *b { "out of scope" } else { "in scope" }.to_owned()
-        }),
+        Condition::OutOfScope(b) => {
+            (f.out_of_scope == *b).then(|| if *b { "out of scope" } else { "in scope" }.to_owned())
+        }
         Condition::SentimentBelow(x) => {
             (f.sentiment < *x).then(|| format!("sentiment {:.2} below {x}", f.sentiment))
         }
@@ -118,10 +118,12 @@ fn explain(condition: &Condition, f: &Facts<'_>) -> Option<String> {
             .and_then(|a| a.get(key))
             .filter(|v| *v == equals)
             .map(|v| format!("visitor {key} = {v}")),
-        Condition::MessageCountAtLeast(n) => (f.message_count >= *n)
-            .then(|| format!("{} visitor messages", f.message_count)),
-        Condition::WaitingLongerThanSecs(s) => (f.waiting_secs > *s)
-            .then(|| format!("waiting {} s (limit {s} s)", f.waiting_secs)),
+        Condition::MessageCountAtLeast(n) => {
+            (f.message_count >= *n).then(|| format!("{} visitor messages", f.message_count))
+        }
+        Condition::WaitingLongerThanSecs(s) => {
+            (f.waiting_secs > *s).then(|| format!("waiting {} s (limit {s} s)", f.waiting_secs))
+        }
     }
 }
 

@@ -35,12 +35,18 @@ pub enum ConditionSpec {
     ConfidenceBelow(f32),
     OutOfScope(bool),
     SentimentBelow(f32),
-    SentimentTrendBelow { slope: f32, over_last: usize },
+    SentimentTrendBelow {
+        slope: f32,
+        over_last: usize,
+    },
     ConsecutiveFallbacksAtLeast(u32),
     Keywords(Vec<String>),
     Regex(String),
     EntityPresent(String),
-    VisitorAttribute { key: String, equals: serde_json::Value },
+    VisitorAttribute {
+        key: String,
+        equals: serde_json::Value,
+    },
     MessageCountAtLeast(u32),
     WaitingLongerThanSecs(u64),
 }
@@ -87,13 +93,19 @@ pub enum Condition {
     ConfidenceBelow(f32),
     OutOfScope(bool),
     SentimentBelow(f32),
-    SentimentTrendBelow { slope: f32, over_last: usize },
+    SentimentTrendBelow {
+        slope: f32,
+        over_last: usize,
+    },
     ConsecutiveFallbacksAtLeast(u32),
     /// Lower-cased keywords, matched as whole words or phrases.
     Keywords(Vec<String>),
     Regex(Regex),
     EntityPresent(String),
-    VisitorAttribute { key: String, equals: serde_json::Value },
+    VisitorAttribute {
+        key: String,
+        equals: serde_json::Value,
+    },
     MessageCountAtLeast(u32),
     WaitingLongerThanSecs(u64),
 }
@@ -101,19 +113,10 @@ pub enum Condition {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Action {
-    Escalate {
-        priority: u8,
-        skill: Option<String>,
-    },
-    Tag {
-        tag: String,
-    },
-    SetPriority {
-        priority: u8,
-    },
-    SystemMessage {
-        text: String,
-    },
+    Escalate { priority: u8, skill: Option<String> },
+    Tag { tag: String },
+    SetPriority { priority: u8 },
+    SystemMessage { text: String },
 }
 
 /// A rule that passed [`parse_rule`]. Keeps its spec, which is what is stored and shown.
@@ -140,7 +143,11 @@ pub fn parse_rule(json: &[u8]) -> Result<Rule, RuleError> {
 fn parse_rule_value(value: serde_json::Value) -> Result<Rule, RuleError> {
     let spec: RuleSpec = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." || path == "?" { "rule".to_owned() } else { path };
+        let field = if path == "." || path == "?" {
+            "rule".to_owned()
+        } else {
+            path
+        };
         RuleError::new(field, e.into_inner().to_string())
     })?;
     check(spec)
@@ -206,11 +213,17 @@ fn check_name(name: &str) -> Result<(), RuleError> {
 
 fn check_condition(spec: &ConditionSpec, at: &str, depth: usize) -> Result<Condition, RuleError> {
     if depth > MAX_DEPTH {
-        return Err(RuleError::new(at, format!("nested deeper than {MAX_DEPTH} levels")));
+        return Err(RuleError::new(
+            at,
+            format!("nested deeper than {MAX_DEPTH} levels"),
+        ));
     }
     let list = |items: &[ConditionSpec], key: &str| -> Result<Vec<Condition>, RuleError> {
         if items.is_empty() {
-            return Err(RuleError::new(format!("{at}.{key}"), "needs at least one condition"));
+            return Err(RuleError::new(
+                format!("{at}.{key}"),
+                "needs at least one condition",
+            ));
         }
         items
             .iter()
@@ -227,7 +240,10 @@ fn check_condition(spec: &ConditionSpec, at: &str, depth: usize) -> Result<Condi
         }
         ConditionSpec::IntentIn(names) => {
             if names.is_empty() || names.iter().any(|n| n.trim().is_empty()) {
-                return Err(RuleError::new(field("intent_in"), "needs one or more intent names"));
+                return Err(RuleError::new(
+                    field("intent_in"),
+                    "needs one or more intent names",
+                ));
             }
             Condition::IntentIn(names.clone())
         }
@@ -241,20 +257,26 @@ fn check_condition(spec: &ConditionSpec, at: &str, depth: usize) -> Result<Condi
         ConditionSpec::SentimentTrendBelow { slope, over_last } => {
             let key = field("sentiment_trend_below");
             if !(2..=50).contains(over_last) {
-                return Err(RuleError::new(format!("{key}.over_last"), "between 2 and 50 messages"));
+                return Err(RuleError::new(
+                    format!("{key}.over_last"),
+                    "between 2 and 50 messages",
+                ));
             }
             Condition::SentimentTrendBelow {
                 slope: in_range(*slope, -2.0, 2.0, &format!("{key}.slope"))?,
                 over_last: *over_last,
             }
         }
-        ConditionSpec::ConsecutiveFallbacksAtLeast(n) => {
-            Condition::ConsecutiveFallbacksAtLeast(at_least_one(*n, &field("consecutive_fallbacks_at_least"))?)
-        }
+        ConditionSpec::ConsecutiveFallbacksAtLeast(n) => Condition::ConsecutiveFallbacksAtLeast(
+            at_least_one(*n, &field("consecutive_fallbacks_at_least"))?,
+        ),
         ConditionSpec::Keywords(words) => {
             let words: Vec<String> = words.iter().map(|w| w.trim().to_lowercase()).collect();
             if words.is_empty() || words.iter().any(String::is_empty) {
-                return Err(RuleError::new(field("keywords"), "needs one or more non-empty keywords"));
+                return Err(RuleError::new(
+                    field("keywords"),
+                    "needs one or more non-empty keywords",
+                ));
             }
             Condition::Keywords(words)
         }
@@ -267,13 +289,19 @@ fn check_condition(spec: &ConditionSpec, at: &str, depth: usize) -> Result<Condi
         ),
         ConditionSpec::EntityPresent(kind) => {
             if kind.trim().is_empty() {
-                return Err(RuleError::new(field("entity_present"), "needs an entity kind"));
+                return Err(RuleError::new(
+                    field("entity_present"),
+                    "needs an entity kind",
+                ));
             }
             Condition::EntityPresent(kind.clone())
         }
         ConditionSpec::VisitorAttribute { key, equals } => {
             if key.trim().is_empty() {
-                return Err(RuleError::new(field("visitor_attribute.key"), "needs an attribute name"));
+                return Err(RuleError::new(
+                    field("visitor_attribute.key"),
+                    "needs an attribute name",
+                ));
             }
             Condition::VisitorAttribute {
                 key: key.clone(),
@@ -301,7 +329,10 @@ fn check_action(spec: &ActionSpec, at: &str) -> Result<Action, RuleError> {
     Ok(match spec {
         ActionSpec::Escalate { priority: p, skill } => {
             if skill.as_ref().is_some_and(|s| s.trim().is_empty()) {
-                return Err(RuleError::new(format!("{at}.escalate.skill"), "empty skill name"));
+                return Err(RuleError::new(
+                    format!("{at}.escalate.skill"),
+                    "empty skill name",
+                ));
             }
             Action::Escalate {
                 priority: priority(*p, "escalate.priority")?,
@@ -312,14 +343,19 @@ fn check_action(spec: &ActionSpec, at: &str) -> Result<Action, RuleError> {
             if tag.trim().is_empty() || tag.len() > 64 {
                 return Err(RuleError::new(format!("{at}.tag"), "1–64 characters"));
             }
-            Action::Tag { tag: tag.trim().to_owned() }
+            Action::Tag {
+                tag: tag.trim().to_owned(),
+            }
         }
         ActionSpec::SetPriority(p) => Action::SetPriority {
             priority: priority(*p, "set_priority")?,
         },
         ActionSpec::SystemMessage(text) => {
             if text.trim().is_empty() || text.len() > 2000 {
-                return Err(RuleError::new(format!("{at}.system_message"), "1–2000 characters"));
+                return Err(RuleError::new(
+                    format!("{at}.system_message"),
+                    "1–2000 characters",
+                ));
             }
             Action::SystemMessage { text: text.clone() }
         }
@@ -330,7 +366,10 @@ fn in_range(x: f32, lo: f32, hi: f32, field: &str) -> Result<f32, RuleError> {
     if x.is_finite() && (lo..=hi).contains(&x) {
         Ok(x)
     } else {
-        Err(RuleError::new(field, format!("must be between {lo} and {hi}, got {x}")))
+        Err(RuleError::new(
+            field,
+            format!("must be between {lo} and {hi}, got {x}"),
+        ))
     }
 }
 

@@ -65,7 +65,11 @@ fn the_shipped_rules_cover_the_default_cases() {
     };
     let firings = evaluate(&shipped_rules(), &souring);
     assert_eq!(firings.len(), 1);
-    assert!(firings[0].reason.contains("falling"), "{}", firings[0].reason);
+    assert!(
+        firings[0].reason.contains("falling"),
+        "{}",
+        firings[0].reason
+    );
 
     let calm = Facts {
         text: "how do I add a card",
@@ -83,7 +87,16 @@ fn the_shipped_rules_cover_the_default_cases() {
 fn keywords_match_whole_words_only() {
     let rule = parse_rule(br#"{"name":"k","when":{"keywords":["refund"]},"then":[{"tag":"x"}]}"#)
         .expect("valid");
-    let hit = |text| !evaluate(std::slice::from_ref(&rule), &Facts { text, ..Facts::default() }).is_empty();
+    let hit = |text| {
+        !evaluate(
+            std::slice::from_ref(&rule),
+            &Facts {
+                text,
+                ..Facts::default()
+            },
+        )
+        .is_empty()
+    };
     assert!(hit("Refund, please"));
     assert!(hit("i want a refund"));
     assert!(!hit("refunds are slow"));
@@ -203,17 +216,29 @@ fn facts() -> impl Strategy<Value = OwnedFacts> {
         1u32..8,
         0u64..200,
     )
-        .prop_map(|(text, intent, confidence, out_of_scope, sentiment_history, consecutive_fallbacks, entity_kinds, message_count, waiting_secs)| OwnedFacts {
-            text,
-            intent: intent.map(String::from),
-            confidence,
-            out_of_scope,
-            sentiment_history,
-            consecutive_fallbacks,
-            entity_kinds,
-            message_count,
-            waiting_secs,
-        })
+        .prop_map(
+            |(
+                text,
+                intent,
+                confidence,
+                out_of_scope,
+                sentiment_history,
+                consecutive_fallbacks,
+                entity_kinds,
+                message_count,
+                waiting_secs,
+            )| OwnedFacts {
+                text,
+                intent: intent.map(String::from),
+                confidence,
+                out_of_scope,
+                sentiment_history,
+                consecutive_fallbacks,
+                entity_kinds,
+                message_count,
+                waiting_secs,
+            },
+        )
 }
 
 fn rule_of(when: ConditionSpec) -> Rule {

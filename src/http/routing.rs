@@ -87,7 +87,9 @@ pub async fn hand_back(
     state: web::Data<AppState>,
 ) -> Result<web::Json<Conversation>, ApiError> {
     let conversation = owned(&state, &me, &path).await?;
-    Ok(web::Json(state.chat.hand_back_to_bot(conversation.id).await?))
+    Ok(web::Json(
+        state.chat.hand_back_to_bot(conversation.id).await?,
+    ))
 }
 
 /// The conversation, if the caller is its assignee or an admin.
@@ -96,6 +98,8 @@ async fn owned(state: &AppState, me: &Agent, raw_id: &str) -> Result<Conversatio
     if conversation.assignee_id == Some(me.id) || me.is_admin() {
         Ok(conversation)
     } else {
-        Err(ApiError::Forbidden("only the assigned agent or an admin can do this"))
+        Err(ApiError::Forbidden(
+            "only the assigned agent or an admin can do this",
+        ))
     }
 }

@@ -6,8 +6,8 @@ use actix_web::{HttpResponse, delete, get, post, put, web};
 use super::auth::Admin;
 use super::error::{ApiError, ErrorBody};
 use crate::automation::RuleBookError;
-use crate::store::StoredRule;
 use crate::startup::AppState;
+use crate::store::StoredRule;
 
 impl From<RuleBookError> for ApiError {
     fn from(e: RuleBookError) -> Self {
@@ -21,7 +21,10 @@ impl From<RuleBookError> for ApiError {
 /// Every rule, in evaluation order.
 #[utoipa::path(responses((status = 200, body = Vec<StoredRule>), (status = 403, body = ErrorBody)), security(("bearer" = [])))]
 #[get("/escalation-rules")]
-pub async fn list(_admin: Admin, state: web::Data<AppState>) -> Result<web::Json<Vec<StoredRule>>, ApiError> {
+pub async fn list(
+    _admin: Admin,
+    state: web::Data<AppState>,
+) -> Result<web::Json<Vec<StoredRule>>, ApiError> {
     Ok(web::Json(state.chat.store().rules().await?))
 }
 

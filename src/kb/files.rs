@@ -209,7 +209,11 @@ impl KnowledgeBase {
                     article.id
                 ));
             }
-            let headings = article.body.lines().filter(|l| l.starts_with("## ")).count();
+            let headings = article
+                .body
+                .lines()
+                .filter(|l| l.starts_with("## "))
+                .count();
             if headings < 2 {
                 problems.push(format!(
                     "article `{}` has {headings} `##` sections; at least 2 are needed",

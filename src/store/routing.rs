@@ -66,7 +66,10 @@ impl Store {
     }
 
     /// The handoff summary stored when the conversation was escalated.
-    pub async fn handoff(&self, id: ConversationId) -> Result<Option<serde_json::Value>, StoreError> {
+    pub async fn handoff(
+        &self,
+        id: ConversationId,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
         let raw: Option<Option<String>> =
             sqlx::query_scalar("SELECT handoff FROM conversations WHERE id = $1")
                 .bind(id.to_string())
@@ -175,7 +178,9 @@ impl Store {
             None => {
                 let current = self.conversation(id).await?;
                 if current.state != crate::domain::ConversationState::Assigned {
-                    Err(StoreError::Conflict("only an assigned conversation can be transferred"))
+                    Err(StoreError::Conflict(
+                        "only an assigned conversation can be transferred",
+                    ))
                 } else if current.assignee_id == Some(to) {
                     Err(StoreError::Conflict("the conversation is already theirs"))
                 } else {
@@ -191,8 +196,13 @@ impl Store {
         id: ConversationId,
         skill: &str,
     ) -> Result<Conversation, StoreError> {
-        self.requeue_where(id, Some(skill), "state = 'assigned'", "only an assigned conversation can be transferred")
-            .await
+        self.requeue_where(
+            id,
+            Some(skill),
+            "state = 'assigned'",
+            "only an assigned conversation can be transferred",
+        )
+        .await
     }
 
     /// The bot takes a queued or assigned conversation back.
@@ -209,7 +219,9 @@ impl Store {
             Some(row) => conversation(&row),
             None => {
                 self.conversation(id).await?;
-                Err(StoreError::Conflict("only a queued or assigned conversation can go back to the bot"))
+                Err(StoreError::Conflict(
+                    "only a queued or assigned conversation can go back to the bot",
+                ))
             }
         }
     }

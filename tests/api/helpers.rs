@@ -169,16 +169,39 @@ impl TestApp {
     }
 
     pub async fn agent(&self, name: &str, role: AgentRole) -> (Agent, String) {
+        self.agent_with(name, role, &["general"], 5).await
+    }
+
+    pub async fn agent_with(
+        &self,
+        name: &str,
+        role: AgentRole,
+        skills: &[&str],
+        max_concurrent: i64,
+    ) -> (Agent, String) {
+        let skills: Vec<String> = skills.iter().map(|s| s.to_string()).collect();
         switchboard::agents::create_agent(
             self.state.chat.store(),
             name,
             &format!("{}@example.test", name.to_lowercase().replace(' ', ".")),
             role,
-            &["general".to_string()],
-            5,
+            &skills,
+            max_concurrent,
         )
         .await
         .expect("create a test agent")
+    }
+
+    /// Sets an agent's status over the API, as the console does.
+    pub async fn set_status(&self, token: &str, status: &str) {
+        let response = self
+            .put(
+                "/api/v1/agents/me/status",
+                Some(token),
+                serde_json::json!({"status": status}),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "status change accepted");
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {

@@ -9,5 +9,6 @@ mod ops;
 mod privacy;
 mod realtime;
 mod resume;
+mod routing;
 mod rules;
 mod store;

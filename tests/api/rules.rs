@@ -22,10 +22,19 @@ async fn default_rules_are_seeded_and_listed_in_order(backend: Backend) {
         .json()
         .await
         .expect("rules");
-    let names: Vec<&str> = rules.iter().map(|r| r["name"].as_str().expect("name")).collect();
+    let names: Vec<&str> = rules
+        .iter()
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
     assert_eq!(
         names,
-        ["safety", "account-hacked", "visitor-asks-for-human", "repeated-fallbacks", "frustrated-visitor"]
+        [
+            "safety",
+            "account-hacked",
+            "visitor-asks-for-human",
+            "repeated-fallbacks",
+            "frustrated-visitor"
+        ]
     );
     assert_eq!(rules[0]["definition"]["then"][0]["escalate"]["priority"], 3);
 
@@ -47,21 +56,29 @@ async fn admins_create_replace_and_delete_rules(backend: Backend) {
         "when": {"all": [{"visitor_attribute": {"key": "plan", "equals": "gold"}}, {"message_count_at_least": 1}]},
         "then": [{"escalate": {"priority": 2, "skill": "billing"}}, {"tag": "vip"}]
     });
-    let created = app.post("/api/v1/escalation-rules", Some(&admin), rule.clone()).await;
+    let created = app
+        .post("/api/v1/escalation-rules", Some(&admin), rule.clone())
+        .await;
     assert_eq!(created.status(), 201);
     let created: Value = created.json().await.expect("rule");
     let id = created["id"].as_str().expect("id").to_owned();
     assert_eq!(created["definition"]["when"], rule["when"]);
     assert_eq!(created["position"], 6, "appended after the five defaults");
 
-    let duplicate = app.post("/api/v1/escalation-rules", Some(&admin), rule.clone()).await;
+    let duplicate = app
+        .post("/api/v1/escalation-rules", Some(&admin), rule.clone())
+        .await;
     assert_eq!(duplicate.status(), 409);
 
     let mut changed = rule.clone();
     changed["enabled"] = json!(false);
     changed["then"] = json!([{"tag": "gold"}]);
     let replaced = app
-        .put(&format!("/api/v1/escalation-rules/{id}"), Some(&admin), changed)
+        .put(
+            &format!("/api/v1/escalation-rules/{id}"),
+            Some(&admin),
+            changed,
+        )
         .await;
     assert_eq!(replaced.status(), 200);
     let fetched: Value = app
@@ -73,11 +90,17 @@ async fn admins_create_replace_and_delete_rules(backend: Backend) {
     assert_eq!(fetched["enabled"], false);
     assert_eq!(fetched["definition"]["then"], json!([{"tag": "gold"}]));
 
-    let deleted = app.delete(&format!("/api/v1/escalation-rules/{id}"), Some(&admin)).await;
+    let deleted = app
+        .delete(&format!("/api/v1/escalation-rules/{id}"), Some(&admin))
+        .await;
     assert_eq!(deleted.status(), 204);
-    let gone = app.get(&format!("/api/v1/escalation-rules/{id}"), Some(&admin)).await;
+    let gone = app
+        .get(&format!("/api/v1/escalation-rules/{id}"), Some(&admin))
+        .await;
     assert_eq!(gone.status(), 404);
-    let again = app.delete(&format!("/api/v1/escalation-rules/{id}"), Some(&admin)).await;
+    let again = app
+        .delete(&format!("/api/v1/escalation-rules/{id}"), Some(&admin))
+        .await;
     assert_eq!(again.status(), 404);
 }
 
@@ -85,19 +108,36 @@ async fn invalid_rules_are_refused_naming_the_field(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, admin) = app.agent("Root", AgentRole::Admin).await;
     let cases = [
-        (json!({"name": "x", "when": {"any": [{"out_of_scope": true}, {"regex": "(["}]}, "then": [{"tag": "t"}]}), "when.any[1].regex"),
-        (json!({"name": "x", "when": {"sentiment_below": -3}, "then": [{"tag": "t"}]}), "when.sentiment_below"),
-        (json!({"name": "x", "when": {"out_of_scope": true}, "then": [{"escalate": {"priority": 7}}]}), "then[0].escalate.priority"),
-        (json!({"name": "x", "when": {"moon_phase": "full"}, "then": [{"tag": "t"}]}), "when"),
+        (
+            json!({"name": "x", "when": {"any": [{"out_of_scope": true}, {"regex": "(["}]}, "then": [{"tag": "t"}]}),
+            "when.any[1].regex",
+        ),
+        (
+            json!({"name": "x", "when": {"sentiment_below": -3}, "then": [{"tag": "t"}]}),
+            "when.sentiment_below",
+        ),
+        (
+            json!({"name": "x", "when": {"out_of_scope": true}, "then": [{"escalate": {"priority": 7}}]}),
+            "then[0].escalate.priority",
+        ),
+        (
+            json!({"name": "x", "when": {"moon_phase": "full"}, "then": [{"tag": "t"}]}),
+            "when",
+        ),
         (json!({"name": "x", "when": {"out_of_scope": true}}), "rule"),
     ];
     for (rule, field) in cases {
-        let response = app.post("/api/v1/escalation-rules", Some(&admin), rule.clone()).await;
+        let response = app
+            .post("/api/v1/escalation-rules", Some(&admin), rule.clone())
+            .await;
         assert_eq!(response.status(), 422, "{rule}");
         let body: Value = response.json().await.expect("error body");
         assert_eq!(body["code"], "invalid");
         assert_eq!(body["field"], field, "{body}");
-        assert!(body["message"].as_str().expect("message").len() > field.len(), "{body}");
+        assert!(
+            body["message"].as_str().expect("message").len() > field.len(),
+            "{body}"
+        );
     }
     let rules: Vec<Value> = app
         .get("/api/v1/escalation-rules", Some(&admin))
