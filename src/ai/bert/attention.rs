@@ -36,6 +36,9 @@ pub(crate) fn attention(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx512` is only chosen after detecting AVX-512F at run time.
         Isa::Avx512 => unsafe { job.run_avx512(first, rows) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2` is only chosen after detecting AVX2 and FMA at run time.
+        Isa::Avx2 => unsafe { job.run_avx2(first, rows) },
         Isa::Portable => job.run(first, rows),
     });
 }
@@ -52,6 +55,12 @@ impl Rows<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn run_avx512(&self, first: usize, out: &mut [f32]) {
+        self.run(first, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_avx2(&self, first: usize, out: &mut [f32]) {
         self.run(first, out)
     }
 

@@ -6,8 +6,9 @@
 //! of the weights, which is what bounds batch-1 latency. On x86-64 with AVX-512 the panels keep
 //! the weights' f16 bits (as shipped) and the tile kernel widens them to f32 in registers: the
 //! arithmetic is f32 on exactly the same values, with half the memory traffic, and the 21 MB of
-//! weights fit the L3 cache where 42 MB of f32 did not. Elsewhere a portable kernel of the same
-//! shape runs on f32 panels and lets the compiler vectorise.
+//! weights fit the L3 cache where 42 MB of f32 did not. With AVX2 and FMA but no AVX-512, a
+//! 256-bit kernel runs on f32 panels, two rows at a time. Elsewhere a portable kernel of the
+//! same shape runs on f32 panels and lets the compiler vectorise.
 
 use std::ops::Range;
 
@@ -43,6 +44,9 @@ pub(crate) struct Linear {
 /// The packed weights, in the format of the kernel chosen at load.
 enum Panels {
     F32(Vec<f32>),
+    /// f32 panels for the AVX2 + FMA kernel.
+    #[cfg(target_arch = "x86_64")]
+    F32Avx2(Vec<f32>),
     /// IEEE half-precision bit patterns.
     #[cfg(target_arch = "x86_64")]
     F16(Vec<u16>),
@@ -83,6 +87,8 @@ impl Linear {
         let panels = match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => Panels::F16(pack(weight, n, k, |w| half::f16::from_f32(w).to_bits())),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Panels::F32Avx2(pack(weight, n, k, |w| w)),
             Isa::Portable => Panels::F32(pack(weight, n, k, |w| w)),
         };
         Self { k, n, panels, bias }
@@ -132,6 +138,12 @@ impl Linear {
             Panels::F16(packed) => unsafe {
                 self.panels_avx512(packed, x, m, out, panels, epilogue)
             },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX2 panels are only built for `Isa::Avx2`, chosen after detecting AVX2
+            // and FMA at run time.
+            Panels::F32Avx2(packed) => unsafe {
+                self.panels_avx2(packed, x, m, out, panels, epilogue)
+            },
             Panels::F32(packed) => unsafe {
                 self.panels_with(packed, x, m, out, panels, epilogue, tile_portable)
             },
@@ -153,7 +165,22 @@ impl Linear {
         unsafe { self.panels_with(packed, x, m, out, panels, epilogue, avx512::tile) }
     }
 
-    /// The blocked loop shared by both kernels; inlined so the epilogue is vectorised with the
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn panels_avx2(
+        &self,
+        packed: &[f32],
+        x: &[f32],
+        m: usize,
+        out: Out,
+        panels: Range<usize>,
+        epilogue: Epilogue,
+    ) {
+        // SAFETY: forwarded from the caller's contract; the target features are enabled here.
+        unsafe { self.panels_with(packed, x, m, out, panels, epilogue, avx2::tile) }
+    }
+
+    /// The blocked loop shared by the kernels; inlined so the epilogue is vectorised with the
     /// caller's target features.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
@@ -302,6 +329,78 @@ mod avx512 {
             for r in 0..R {
                 _mm512_storeu_ps(c.add(r * ldc), _mm512_add_ps(lo[r], bias_lo));
                 _mm512_storeu_ps(c.add(r * ldc + 16), _mm512_add_ps(hi[r], bias_hi));
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::NR;
+
+    /// The AVX2 + FMA twin of `tile_portable`, same contract. Sixteen 256-bit registers hold
+    /// two rows of `NR` accumulators plus one panel row, so the tile goes two rows at a time.
+    pub(super) unsafe fn tile(
+        rows: usize,
+        a: *const f32,
+        b: *const f32,
+        k: usize,
+        bias: *const f32,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let mut r = 0;
+        while r < rows {
+            // SAFETY: rows r.. of `a` and `c` are inside the caller's buffers, and AVX2 and
+            // FMA were detected before `Isa::Avx2` (the only way here) was chosen.
+            unsafe {
+                let (a, c) = (a.add(r * k), c.add(r * ldc));
+                if rows - r >= 2 {
+                    tile_rows::<2>(a, b, k, bias, c, ldc);
+                } else {
+                    tile_rows::<1>(a, b, k, bias, c, ldc);
+                }
+            }
+            r += 2;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile_rows<const R: usize>(
+        a: *const f32,
+        b: *const f32,
+        k: usize,
+        bias: *const f32,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        const V: usize = NR / 8;
+        const _: () = assert!(V == 4);
+        // SAFETY: every access is inside the buffers of the caller's contract.
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); V]; R];
+            for p in 0..k {
+                let panel = b.add(p * NR);
+                let bv: [__m256; V] = [
+                    _mm256_loadu_ps(panel),
+                    _mm256_loadu_ps(panel.add(8)),
+                    _mm256_loadu_ps(panel.add(16)),
+                    _mm256_loadu_ps(panel.add(24)),
+                ];
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_set1_ps(*a.add(r * k + p));
+                    for (acc, b) in acc_row.iter_mut().zip(&bv) {
+                        *acc = _mm256_fmadd_ps(av, *b, *acc);
+                    }
+                }
+            }
+            for (r, acc_row) in acc.iter().enumerate() {
+                for (v, acc) in acc_row.iter().enumerate() {
+                    let sum = _mm256_add_ps(*acc, _mm256_loadu_ps(bias.add(v * 8)));
+                    _mm256_storeu_ps(c.add(r * ldc + v * 8), sum);
+                }
             }
         }
     }

@@ -26,6 +26,9 @@ use crate::ai::tokenize::TokenBatch;
 pub(crate) enum Isa {
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// AVX2 with FMA, no AVX-512: f32 panels and 256-bit kernels.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
     Portable,
 }
 
@@ -34,6 +37,11 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
             return Isa::Avx512;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Isa::Avx2;
         }
         Isa::Portable
     }
@@ -209,6 +217,9 @@ impl Bert {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx512` is only chosen after detecting AVX-512F at run time.
             Isa::Avx512 => unsafe { layer_norm_avx512(rows, norm, eps) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx2` is only chosen after detecting AVX2 and FMA at run time.
+            Isa::Avx2 => unsafe { layer_norm_avx2(rows, norm, eps) },
             Isa::Portable => ops::layer_norm(rows, &norm.gamma, &norm.beta, eps),
         });
     }
@@ -217,6 +228,12 @@ impl Bert {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn layer_norm_avx512(rows: &mut [f32], norm: &Norm, eps: f32) {
+    ops::layer_norm(rows, &norm.gamma, &norm.beta, eps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn layer_norm_avx2(rows: &mut [f32], norm: &Norm, eps: f32) {
     ops::layer_norm(rows, &norm.gamma, &norm.beta, eps)
 }
 
