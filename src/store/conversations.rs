@@ -262,7 +262,7 @@ impl Store {
         .await
     }
 
-    async fn transition(
+    pub(super) async fn transition(
         &self,
         id: ConversationId,
         set: &str,

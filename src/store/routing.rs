@@ -196,10 +196,11 @@ impl Store {
         id: ConversationId,
         skill: &str,
     ) -> Result<Conversation, StoreError> {
-        self.requeue_where(
+        self.transition(
             id,
-            Some(skill),
+            "state = 'queued', assignee_id = NULL, skill = $3, queued_at = $1, updated_at = $1",
             "state = 'assigned'",
+            Some(skill.to_owned()),
             "only an assigned conversation can be transferred",
         )
         .await
@@ -207,23 +208,14 @@ impl Store {
 
     /// The bot takes a queued or assigned conversation back.
     pub async fn hand_back_to_bot(&self, id: ConversationId) -> Result<Conversation, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE conversations SET state = 'bot', assignee_id = NULL, skill = NULL, updated_at = $1 \
-             WHERE id = $2 AND state IN ('queued', 'assigned') RETURNING {COLUMNS}"
-        )))
-        .bind(now_ms())
-        .bind(id.to_string())
-        .fetch_optional(&self.writer)
-        .await?;
-        match row {
-            Some(row) => conversation(&row),
-            None => {
-                self.conversation(id).await?;
-                Err(StoreError::Conflict(
-                    "only a queued or assigned conversation can go back to the bot",
-                ))
-            }
-        }
+        self.transition(
+            id,
+            "state = 'bot', assignee_id = NULL, skill = NULL, updated_at = $1",
+            "state IN ('queued', 'assigned')",
+            None,
+            "only a queued or assigned conversation can go back to the bot",
+        )
+        .await
     }
 
     /// Re-queues every conversation `agent` holds (they went offline), keeping each skill.
@@ -237,31 +229,6 @@ impl Store {
         .fetch_all(&self.writer)
         .await?;
         rows.iter().map(conversation).collect()
-    }
-
-    async fn requeue_where(
-        &self,
-        id: ConversationId,
-        skill: Option<&str>,
-        guard: &str,
-        conflict: &'static str,
-    ) -> Result<Conversation, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE conversations SET state = 'queued', assignee_id = NULL, skill = $1, queued_at = $2, \
-             updated_at = $2 WHERE id = $3 AND {guard} RETURNING {COLUMNS}"
-        )))
-        .bind(skill)
-        .bind(now_ms())
-        .bind(id.to_string())
-        .fetch_optional(&self.writer)
-        .await?;
-        match row {
-            Some(row) => conversation(&row),
-            None => {
-                self.conversation(id).await?;
-                Err(StoreError::Conflict(conflict))
-            }
-        }
     }
 }
 
