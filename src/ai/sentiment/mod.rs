@@ -1,10 +1,12 @@
-//! Sentiment of a visitor message: VADER's lexicon score fused with a small head over the MiniLM
-//! embedding, giving a score in `[-1, 1]` and a negative / neutral / positive label; and
+//! Sentiment of a visitor message: a small head over the MiniLM embedding, giving a score in
+//! `[-1, 1]` and a negative / neutral / positive label, with VADER's lexicon score beside it; and
 //! [`SentimentTrend`], a conversation's sentiment over its last messages.
 //!
 //! The head is an [`IntentHead`] trained on three labels (reviews from SST-2 and CR plus the
 //! team's support utterances); the [`fuse`] step is fitted on examples the head did not see.
-//! Both are stored under `models/sentiment/` by `switchboard train sentiment`.
+//! Measured on every test set, the fusion is worse than the head alone (docs/ai-quality.md), so
+//! [`Sentiment::analyze`] scores with the head; `eval sentiment` still reports all three. Both
+//! are stored under `models/sentiment/` by `switchboard train sentiment`.
 
 mod eval;
 mod fuse;
@@ -71,11 +73,11 @@ impl std::fmt::Display for SentimentLabel {
 /// The sentiment of one text.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SentimentScore {
-    /// `p(positive) − p(negative)` of the fused model, in `[-1, 1]`.
+    /// `p(positive) − p(negative)` of the head, in `[-1, 1]`.
     pub score: f32,
     /// The most probable label.
     pub label: SentimentLabel,
-    /// Fused probabilities in [`LABELS`] order.
+    /// The head's probabilities in [`LABELS`] order.
     pub probabilities: [f32; 3],
     /// VADER's compound score alone, for rules that want the lexicon's view.
     pub vader: f32,
@@ -192,7 +194,7 @@ impl Sentiment {
         Ok(self
             .views(texts, embeddings)?
             .into_iter()
-            .map(|v| SentimentScore::from_probabilities(v.fused, v.vader.compound))
+            .map(|v| SentimentScore::from_probabilities(v.head, v.vader.compound))
             .collect())
     }
 
