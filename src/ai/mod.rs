@@ -8,8 +8,8 @@
 //!   conversations share forward passes and CPU work never runs on the async runtime.
 //! - [`intent`] trains, evaluates, saves and loads a small classifier over the embeddings, with
 //!   out-of-scope detection.
-//! - [`sentiment`] scores a message negative / neutral / positive (VADER fused with a head over
-//!   the embedding) and follows a conversation's trend.
+//! - [`sentiment`] scores a message negative / neutral / positive (a head over the embedding,
+//!   VADER's score beside it) and follows a conversation's trend.
 //! - [`entities`] finds ids, emails, phones, amounts, dates, URLs and known names in a message.
 
 mod bert;
