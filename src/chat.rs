@@ -119,8 +119,19 @@ impl Chat {
         id: ConversationId,
         agent: AgentId,
     ) -> Result<Conversation, StoreError> {
+        self.change(id, self.store.claim_conversation(id, agent))
+            .await
+    }
+
+    /// Applies one stored change to a conversation under its ordering lock, then tells its
+    /// sockets and the agents.
+    async fn change(
+        &self,
+        id: ConversationId,
+        stored: impl Future<Output = Result<Conversation, StoreError>>,
+    ) -> Result<Conversation, StoreError> {
         let _order = self.lock(id).await;
-        let conversation = self.store.claim_conversation(id, agent).await?;
+        let conversation = stored.await?;
         self.announce(&conversation, ConversationEvent::Updated)
             .await;
         Ok(conversation)
@@ -132,11 +143,8 @@ impl Chat {
         id: ConversationId,
         escalation: &Escalation,
     ) -> Result<Conversation, StoreError> {
-        let _order = self.lock(id).await;
-        let conversation = self.store.escalate_conversation(id, escalation).await?;
-        self.announce(&conversation, ConversationEvent::Updated)
-            .await;
-        Ok(conversation)
+        self.change(id, self.store.escalate_conversation(id, escalation))
+            .await
     }
 
     pub async fn transfer_to_agent(
@@ -144,11 +152,7 @@ impl Chat {
         id: ConversationId,
         to: AgentId,
     ) -> Result<Conversation, StoreError> {
-        let _order = self.lock(id).await;
-        let conversation = self.store.transfer_to_agent(id, to).await?;
-        self.announce(&conversation, ConversationEvent::Updated)
-            .await;
-        Ok(conversation)
+        self.change(id, self.store.transfer_to_agent(id, to)).await
     }
 
     pub async fn transfer_to_skill(
@@ -156,19 +160,12 @@ impl Chat {
         id: ConversationId,
         skill: &str,
     ) -> Result<Conversation, StoreError> {
-        let _order = self.lock(id).await;
-        let conversation = self.store.transfer_to_skill(id, skill).await?;
-        self.announce(&conversation, ConversationEvent::Updated)
-            .await;
-        Ok(conversation)
+        self.change(id, self.store.transfer_to_skill(id, skill))
+            .await
     }
 
     pub async fn hand_back_to_bot(&self, id: ConversationId) -> Result<Conversation, StoreError> {
-        let _order = self.lock(id).await;
-        let conversation = self.store.hand_back_to_bot(id).await?;
-        self.announce(&conversation, ConversationEvent::Updated)
-            .await;
-        Ok(conversation)
+        self.change(id, self.store.hand_back_to_bot(id)).await
     }
 
     /// Puts back in the queue everything an agent who went offline held.
@@ -182,11 +179,7 @@ impl Chat {
     }
 
     pub async fn resolve(&self, id: ConversationId) -> Result<Conversation, StoreError> {
-        let _order = self.lock(id).await;
-        let conversation = self.store.resolve_conversation(id).await?;
-        self.announce(&conversation, ConversationEvent::Updated)
-            .await;
-        Ok(conversation)
+        self.change(id, self.store.resolve_conversation(id)).await
     }
 
     pub async fn reopen(
@@ -194,11 +187,8 @@ impl Chat {
         id: ConversationId,
         agent: AgentId,
     ) -> Result<Conversation, StoreError> {
-        let _order = self.lock(id).await;
-        let conversation = self.store.reopen_conversation(id, agent).await?;
-        self.announce(&conversation, ConversationEvent::Updated)
-            .await;
-        Ok(conversation)
+        self.change(id, self.store.reopen_conversation(id, agent))
+            .await
     }
 
     /// Tells the visitor's tabs the new state, and every agent what changed: agents need to

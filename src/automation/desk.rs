@@ -6,7 +6,7 @@ use crate::chat::Chat;
 use crate::domain::{Agent, AgentId, AgentStatus, Conversation, ConversationId};
 use crate::store::StoreError;
 
-use super::routing::assign_queued;
+use super::routing::{assign, assign_queued};
 use super::rulebook::RuleBook;
 
 /// How many queued conversations one routing pass looks at.
@@ -38,9 +38,7 @@ impl Desk {
         id: ConversationId,
         agent: AgentId,
     ) -> Result<Conversation, StoreError> {
-        let conversation = self.chat.claim(id, agent).await?;
-        self.chat.store().touch_assignment(agent).await?;
-        Ok(conversation)
+        assign(&self.chat, id, agent).await
     }
 
     /// Records an agent's availability. Going offline puts the agent's conversations back in

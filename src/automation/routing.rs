@@ -3,7 +3,7 @@
 //! replicas or two racing requests never give one conversation to two agents.
 
 use crate::chat::Chat;
-use crate::domain::{AgentId, Conversation};
+use crate::domain::{AgentId, Conversation, ConversationId};
 use crate::store::{AgentLoad, StoreError};
 
 /// Agents who may take a conversation needing `skill`, best first: free capacity and the
@@ -24,6 +24,18 @@ pub fn candidates(loads: &[AgentLoad], skill: Option<&str>) -> Vec<AgentId> {
     fit.into_iter().map(|a| a.id).collect()
 }
 
+/// Gives a waiting conversation to `agent` through the database's conditional claim, and
+/// notes the assignment for the longest-idle tie-break.
+pub async fn assign(
+    chat: &Chat,
+    id: ConversationId,
+    agent: AgentId,
+) -> Result<Conversation, StoreError> {
+    let conversation = chat.claim(id, agent).await?;
+    chat.store().touch_assignment(agent).await?;
+    Ok(conversation)
+}
+
 /// Assigns queued conversations, most urgent first, to the best agents free for them.
 /// Returns the assignments made. A conversation nobody can take stays queued.
 pub async fn assign_queued(chat: &Chat, limit: i64) -> Result<Vec<Conversation>, StoreError> {
@@ -34,9 +46,8 @@ pub async fn assign_queued(chat: &Chat, limit: i64) -> Result<Vec<Conversation>,
             break;
         }
         for agent in candidates(&loads, waiting.skill.as_deref()) {
-            match chat.claim(waiting.id, agent).await {
+            match assign(chat, waiting.id, agent).await {
                 Ok(conversation) => {
-                    chat.store().touch_assignment(agent).await?;
                     assigned.push(conversation);
                     break;
                 }
