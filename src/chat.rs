@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::domain::{AgentId, Conversation, ConversationId, Message, VisitorId};
+use crate::domain::{
+    AgentId, AuthorRole, Conversation, ConversationId, ConversationState, Message, VisitorId,
+};
 use crate::hub::{Audience, ConnId, HubHandle, Outbound, Room};
 use crate::metrics::Metrics;
 use crate::protocol::{ConversationEvent, MessageFrame, ServerFrame};
@@ -67,6 +69,43 @@ impl Chat {
         sender: Option<ConnId>,
     ) -> Result<Appended, StoreError> {
         let _order = self.lock(new.conversation_id).await;
+        self.post_locked(new, sender).await
+    }
+
+    /// Posts the bot's reply only if the conversation is still with the bot, checked under the
+    /// same lock every change of state takes: once a conversation is queued or has an agent,
+    /// a reply that was being prepared is dropped (`None`), never shown.
+    pub async fn post_from_bot(&self, new: NewMessage) -> Result<Option<Appended>, StoreError> {
+        let _order = self.lock(new.conversation_id).await;
+        let conversation = self.store.conversation(new.conversation_id).await?;
+        if conversation.state != ConversationState::Bot {
+            return Ok(None);
+        }
+        self.post_locked(new, None).await.map(Some)
+    }
+
+    /// Shows or hides the bot's typing indicator in a conversation.
+    pub async fn bot_typing(&self, id: ConversationId, on: bool) {
+        let frame = ServerFrame::Typing {
+            conversation_id: id,
+            author: AuthorRole::Bot,
+            on,
+        };
+        self.hub
+            .publish(
+                Room::Conversation(id),
+                Outbound::new(None, frame.to_json()),
+                Audience::Everyone,
+                None,
+            )
+            .await;
+    }
+
+    async fn post_locked(
+        &self,
+        new: NewMessage,
+        sender: Option<ConnId>,
+    ) -> Result<Appended, StoreError> {
         let appended = match self.store.append_message(&new).await {
             Err(StoreError::Resolved) => {
                 let reopened = self.store.reopen_for_visitor(new.conversation_id).await?;
@@ -137,14 +176,39 @@ impl Chat {
         Ok(conversation)
     }
 
-    /// Hands a conversation from the bot to the queue.
+    /// Adds tags and raises the priority of a conversation (rule actions short of escalation).
+    pub async fn annotate(
+        &self,
+        id: ConversationId,
+        tags: &[String],
+        priority: Option<i64>,
+    ) -> Result<Conversation, StoreError> {
+        self.change(id, self.store.annotate_conversation(id, tags, priority))
+            .await
+    }
+
+    /// Hands a conversation from the bot to the queue and gives the agents its summary.
     pub async fn escalate(
         &self,
         id: ConversationId,
         escalation: &Escalation,
     ) -> Result<Conversation, StoreError> {
-        self.change(id, self.store.escalate_conversation(id, escalation))
-            .await
+        let conversation = self
+            .change(id, self.store.escalate_conversation(id, escalation))
+            .await?;
+        let frame = ServerFrame::Handoff {
+            conversation_id: id,
+            summary: &escalation.handoff,
+        };
+        self.hub
+            .publish(
+                Room::AgentFeed,
+                Outbound::new(None, frame.to_json()),
+                Audience::Everyone,
+                None,
+            )
+            .await;
+        Ok(conversation)
     }
 
     pub async fn transfer_to_agent(

@@ -2,7 +2,7 @@
 
 /// Agent accounts: creation and first API token.
 pub mod agents;
-/// The local AI engine: sentence embeddings on the CPU, batched off the async workers.
+/// The local AI engine: embeddings, intent, sentiment, entities, retrieval and replies, on the CPU.
 pub mod ai;
 /// Visitor tokens and API token hashing.
 pub mod auth;

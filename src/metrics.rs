@@ -18,6 +18,10 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub db_pool_connections: IntGaugeVec,
     pub build_info: IntGaugeVec,
+    pub ai_stage_duration: HistogramVec,
+    pub ai_overloads: IntCounter,
+    pub bot_replies: IntCounterVec,
+    pub intents: IntCounterVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -117,6 +121,52 @@ impl Metrics {
                         "Always 1; labels say which build runs.",
                     ),
                     &["version"],
+                )
+                .expect("valid metric"),
+            ),
+            ai_stage_duration: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "switchboard_ai_stage_duration_seconds",
+                        "Time the AI engine spends per visitor message, by stage \
+                         (embed, intent, sentiment, entities, retrieval, respond).",
+                    )
+                    .buckets(vec![
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 1.0,
+                    ]),
+                    &["stage"],
+                )
+                .expect("valid metric"),
+            ),
+            ai_overloads: register(
+                r,
+                IntCounter::new(
+                    "switchboard_ai_overloaded_total",
+                    "Visitor messages the AI engine refused because it was at its concurrency cap.",
+                )
+                .expect("valid metric"),
+            ),
+            bot_replies: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchboard_bot_replies_total",
+                        "Bot replies by kind (answer, clarify, fallback, busy).",
+                    ),
+                    &["kind"],
+                )
+                .expect("valid metric"),
+            ),
+            intents: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchboard_intents_total",
+                        "Visitor messages by recognised intent (a knowledge-base intent, or oos).",
+                    ),
+                    &["intent"],
                 )
                 .expect("valid metric"),
             ),

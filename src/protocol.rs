@@ -154,6 +154,9 @@ pub struct MessageFrame<'a> {
     pub text: &'a str,
     pub client_id: Option<&'a str>,
     pub sent_at: DateTime<Utc>,
+    /// On the bot's messages: the kind of reply, the intent, the confidence and the sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<&'a serde_json::Value>,
 }
 
 impl<'a> From<&'a Message> for MessageFrame<'a> {
@@ -165,6 +168,10 @@ impl<'a> From<&'a Message> for MessageFrame<'a> {
             text: &m.text,
             client_id: m.client_id.as_deref(),
             sent_at: m.sent_at,
+            reply: match m.author {
+                AuthorRole::Bot => m.analysis.as_ref().and_then(|a| a.get("reply")),
+                _ => None,
+            },
         }
     }
 }
@@ -207,6 +214,11 @@ pub enum ServerFrame<'a> {
     Conversation {
         event: ConversationEvent,
         conversation: &'a Conversation,
+    },
+    /// To agents: a conversation was handed from the bot to the queue, and why.
+    Handoff {
+        conversation_id: ConversationId,
+        summary: &'a serde_json::Value,
     },
     Error {
         code: ErrorCode,

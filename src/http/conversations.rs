@@ -229,6 +229,7 @@ pub async fn post_message(
         author_id: Some(me.id.to_string()),
         text,
         client_id: Some(client_id),
+        analysis: None,
     };
     Ok(match state.chat.post(new, None).await? {
         Appended::New { message, .. } => HttpResponse::Created().json(message),

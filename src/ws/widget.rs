@@ -15,7 +15,7 @@ use crate::protocol::{
     ErrorCode, FrameError, MessageFrame, PROTOCOL_VERSION, ServerFrame, WidgetFrame, close,
 };
 use crate::startup::AppState;
-use crate::store::{NewMessage, StoreError};
+use crate::store::{Appended, NewMessage, StoreError};
 
 /// Messages read from the database per page when replaying.
 const REPLAY_PAGE: u32 = 500;
@@ -260,9 +260,13 @@ impl<'a> Widget<'a> {
             author_id: Some(self.visitor.to_string()),
             text,
             client_id: Some(client),
+            analysis: None,
         };
         match self.state.chat.post(new, Some(self.conn)).await {
             Ok(appended) => {
+                if let (Some(bot), Appended::New { message, .. }) = (&self.state.bot, &appended) {
+                    bot.heard(message.clone());
+                }
                 let seq = appended.message().seq;
                 socket
                     .frame(&ServerFrame::Ack {

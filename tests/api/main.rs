@@ -4,6 +4,7 @@ mod helpers;
 
 mod agent_api;
 mod bad_input;
+mod bot;
 mod drain;
 mod ops;
 mod privacy;
