@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchboard::domain::AgentRole;
 
-use crate::helpers::{Backend, TestApp, Ws, spawn_bot_app};
+use crate::helpers::{Backend, TestApp, Ws, spawn_app, spawn_bot_app};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -16,6 +16,7 @@ on_both_backends!(
     a_frustrated_visitor_is_escalated_with_a_summary_naming_the_rule,
     two_fallbacks_in_a_row_escalate,
     the_bot_stays_silent_after_handoff_and_after_the_agent_replies,
+    agent_assist_suggests_replies_and_articles,
 );
 
 /// Longest the tests wait for the engine to have analysed a message.
@@ -315,4 +316,62 @@ async fn the_bot_stays_silent_after_handoff_and_after_the_agent_replies(backend:
             "no bot frame (message or typing) after handoff: {frame}"
         );
     }
+}
+
+async fn agent_assist_suggests_replies_and_articles(backend: Backend) {
+    let app = spawn_bot_app(backend).await;
+    let (_, agent) = app.agent("Ann", AgentRole::Agent).await;
+    let (mut ws, welcome) = app.visitor().await;
+    let id = welcome["conversation_id"].as_str().expect("id").to_owned();
+    let path = format!("/api/v1/conversations/{id}/suggestions");
+
+    let none: Value = app
+        .get(&path, Some(&agent))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert!(none["message_seq"].is_null(), "{none}");
+    assert_eq!(none["replies"], json!([]));
+
+    let seq = say(&mut ws, "p1", "which payment methods can I use?").await;
+    let response = app.get(&path, Some(&agent)).await;
+    assert_eq!(response.status(), 200);
+    let assist: Value = response.json().await.expect("json");
+    assert_eq!(assist["message_seq"], seq);
+    let first = &assist["replies"][0];
+    assert_eq!(first["intent"], "payment_methods", "{assist}");
+    assert!(first["text"].as_str().is_some_and(|t| !t.is_empty()));
+    let confidence = first["confidence"].as_f64().expect("confidence");
+    assert!((0.0..=1.0).contains(&confidence));
+    assert_eq!(first["sources"][0]["link"], "/help/payment-methods");
+    let articles = assist["articles"].as_array().expect("articles");
+    assert!(
+        articles
+            .iter()
+            .any(|a| a["link"] == "/help/payment-methods"),
+        "{assist}"
+    );
+    let links: Vec<&Value> = articles.iter().map(|a| &a["link"]).collect();
+    let mut unique = links.clone();
+    unique.dedup();
+    assert_eq!(links, unique, "each article once");
+
+    assert_eq!(app.get(&path, None).await.status(), 401);
+    let unknown = format!("/api/v1/conversations/{}/suggestions", uuid::Uuid::new_v4());
+    assert_eq!(app.get(&unknown, Some(&agent)).await.status(), 404);
+
+    let relay = spawn_app(backend).await;
+    let (_, relay_agent) = relay.agent("Bo", AgentRole::Agent).await;
+    let (_, welcome) = relay.visitor().await;
+    let off = relay
+        .get(
+            &format!(
+                "/api/v1/conversations/{}/suggestions",
+                welcome["conversation_id"].as_str().expect("id")
+            ),
+            Some(&relay_agent),
+        )
+        .await;
+    assert_eq!(off.status(), 503, "no engine, no suggestions");
 }
