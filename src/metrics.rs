@@ -18,6 +18,7 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub db_pool_connections: IntGaugeVec,
     pub build_info: IntGaugeVec,
+    pub feedback: IntCounterVec,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -120,6 +121,18 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            feedback: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchboard_feedback_total",
+                        "Ratings received from visitors, by kind (answer, conversation) and rating \
+                         (up, down; 1 to 5).",
+                    ),
+                    &["kind", "rating"],
+                )
+                .expect("valid metric"),
+            ),
             registry,
         };
         metrics
@@ -148,6 +161,11 @@ impl Metrics {
             .iter()
             .map(|role| self.connections.with_label_values(&[*role]).get())
             .sum()
+    }
+
+    /// Counts one rating: `rating` is `up`/`down` for answers, `1`..`5` for conversations.
+    pub fn rated(&self, kind: &str, rating: &str) {
+        self.feedback.with_label_values(&[kind, rating]).inc();
     }
 
     /// Counts a socket as open until the returned guard drops.

@@ -5,6 +5,7 @@
 mod agents;
 mod appender;
 mod conversations;
+mod feedback;
 mod messages;
 mod privacy;
 mod routing;
@@ -13,6 +14,7 @@ mod settings;
 
 pub use agents::NewAgent;
 pub use conversations::{ConversationFilter, ConversationPage, Cursor};
+pub use feedback::{Feedback, FeedbackCursor, FeedbackFilter, FeedbackPage, RateError};
 pub use messages::{Appended, NewMessage};
 pub use privacy::{AuditEntry, ConversationExport, Removed, VisitorExport};
 pub use routing::{AgentLoad, Escalation};

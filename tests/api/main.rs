@@ -5,6 +5,7 @@ mod helpers;
 mod agent_api;
 mod bad_input;
 mod drain;
+mod feedback;
 mod ops;
 mod privacy;
 mod realtime;
