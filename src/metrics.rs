@@ -2,9 +2,14 @@
 //! suffix; no label ever takes an id or a raw path, so series stay bounded.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// Buckets for human waiting times, in seconds: from seconds to an hour.
+const WAIT_BUCKETS: [f64; 11] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+];
 
 /// Every metric the server records, registered once at start.
 #[derive(Clone, Debug)]
@@ -19,6 +24,10 @@ pub struct Metrics {
     pub db_pool_connections: IntGaugeVec,
     pub build_info: IntGaugeVec,
     pub feedback: IntCounterVec,
+    pub escalations: IntCounterVec,
+    pub queue_depth: IntGauge,
+    pub queue_wait: Histogram,
+    pub escalation_to_agent: Histogram,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -133,6 +142,47 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            escalations: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchboard_escalations_total",
+                        "Escalation rule firings, by rule name.",
+                    ),
+                    &["rule"],
+                )
+                .expect("valid metric"),
+            ),
+            queue_depth: register(
+                r,
+                IntGauge::new(
+                    "switchboard_queue_depth",
+                    "Conversations waiting in the queue, read from the database at each scrape.",
+                )
+                .expect("valid metric"),
+            ),
+            queue_wait: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "switchboard_queue_wait_seconds",
+                        "Time a conversation waited in the queue before an agent got it.",
+                    )
+                    .buckets(WAIT_BUCKETS.to_vec()),
+                )
+                .expect("valid metric"),
+            ),
+            escalation_to_agent: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "switchboard_escalation_to_agent_seconds",
+                        "Time from a conversation's escalation to the first agent message after it.",
+                    )
+                    .buckets(WAIT_BUCKETS.to_vec()),
+                )
+                .expect("valid metric"),
+            ),
             registry,
         };
         metrics
@@ -161,6 +211,12 @@ impl Metrics {
             .iter()
             .map(|role| self.connections.with_label_values(&[*role]).get())
             .sum()
+    }
+
+    /// Counts one firing of an escalation rule. Rule names come from the rule set, so the
+    /// label stays bounded.
+    pub fn escalated(&self, rule: &str) {
+        self.escalations.with_label_values(&[rule]).inc();
     }
 
     /// Counts one rating: `rating` is `up`/`down` for answers, `1`..`5` for conversations.

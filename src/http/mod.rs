@@ -2,6 +2,7 @@
 //! OpenAPI document, and request metrics by route pattern. Maps every error in one place.
 
 mod agents;
+mod analytics;
 mod auth;
 mod conversations;
 mod error;
@@ -37,7 +38,7 @@ const MAX_JSON_BODY: usize = 64 * 1024;
         privacy::export, privacy::erase, privacy::audit,
         routing::queue, routing::assign, routing::transfer, routing::hand_back,
         rules::list, rules::get_one, rules::create, rules::replace, rules::remove,
-        feedback::list,
+        feedback::list, analytics::summary,
     ),
     modifiers(&BearerAuth),
     servers((url = "/api/v1"))
@@ -99,7 +100,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(rules::create)
             .service(rules::replace)
             .service(rules::remove)
-            .service(feedback::list),
+            .service(feedback::list)
+            .service(analytics::summary),
     );
 }
 

@@ -3,6 +3,7 @@
 //! checked at run time; each backend has its own migrations folder.
 
 mod agents;
+mod analytics;
 mod appender;
 mod conversations;
 mod feedback;
@@ -13,6 +14,7 @@ mod rules;
 mod settings;
 
 pub use agents::NewAgent;
+pub use analytics::{ConversationFacts, FeedbackTotals, RuleFirings};
 pub use conversations::{ConversationFilter, ConversationPage, Cursor};
 pub use feedback::{Feedback, FeedbackCursor, FeedbackFilter, FeedbackPage, RateError};
 pub use messages::{Appended, NewMessage};

@@ -286,6 +286,19 @@ impl TestApp {
             .seq
     }
 
+    /// Runs SQL straight on the test database: for what no API writes yet (the AI's analysis
+    /// of a message) and to pin event times to a scripted timeline.
+    pub async fn sql(&self, statements: &str) {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.db.url)
+            .await
+            .expect("connect to the test database");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statements.to_owned()))
+            .execute(&mut conn)
+            .await
+            .expect("test SQL runs");
+    }
+
     pub async fn metric(&self, name_and_labels: &str) -> f64 {
         let body = self
             .get("/metrics", None)

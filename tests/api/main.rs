@@ -3,6 +3,7 @@
 mod helpers;
 
 mod agent_api;
+mod analytics;
 mod bad_input;
 mod drain;
 mod feedback;
