@@ -68,8 +68,15 @@ impl Chat {
         new: NewMessage,
         sender: Option<ConnId>,
     ) -> Result<Appended, StoreError> {
-        let _order = self.lock(new.conversation_id).await;
-        self.post_locked(new, sender).await
+        let order = self.lock(new.conversation_id).await;
+        let appended = self.post_locked(new, sender).await?;
+        drop(order);
+        if let Appended::New { message, .. } = &appended
+            && message.author == AuthorRole::Agent
+        {
+            self.time_first_reply(message).await;
+        }
+        Ok(appended)
     }
 
     /// Posts the bot's reply only if the conversation is still with the bot, checked under the
@@ -124,6 +131,23 @@ impl Chat {
         Ok(appended)
     }
 
+    /// Observes the time from escalation when `message` is the first agent message since.
+    async fn time_first_reply(&self, message: &Message) {
+        let sent = message.sent_at.timestamp_millis();
+        match self
+            .store
+            .escalated_before_first_reply(message.conversation_id, message.seq, sent)
+            .await
+        {
+            Ok(Some(escalated)) => self
+                .metrics
+                .escalation_to_agent
+                .observe(seconds(sent - escalated)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = ?e, "escalation-to-agent time not recorded"),
+        }
+    }
+
     async fn deliver(&self, message: &Message, owner: Option<AgentId>, sender: Option<ConnId>) {
         let frame = ServerFrame::Message(MessageFrame::from(message));
         let out = Outbound::new(Some(message.seq), frame.to_json());
@@ -158,8 +182,16 @@ impl Chat {
         id: ConversationId,
         agent: AgentId,
     ) -> Result<Conversation, StoreError> {
-        self.change(id, self.store.claim_conversation(id, agent))
-            .await
+        let claim = async {
+            let queued_since = self.store.queued_since(id).await?;
+            let claimed = self.store.claim_conversation(id, agent).await?;
+            if let Some(queued) = queued_since {
+                let assigned = claimed.updated_at.timestamp_millis();
+                self.metrics.queue_wait.observe(seconds(assigned - queued));
+            }
+            Ok::<_, StoreError>(claimed)
+        };
+        self.change(id, claim).await
     }
 
     /// Applies one stored change to a conversation under its ordering lock, then tells its
@@ -209,6 +241,20 @@ impl Chat {
             )
             .await;
         Ok(conversation)
+    }
+
+    /// Records the escalation rules that fired on a visitor message, and counts each firing.
+    pub async fn record_firings(
+        &self,
+        id: ConversationId,
+        message_seq: Option<i64>,
+        firings: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        self.store.record_firings(id, message_seq, firings).await?;
+        for (rule, _) in firings {
+            self.metrics.escalated(rule);
+        }
+        Ok(())
     }
 
     pub async fn transfer_to_agent(
@@ -298,4 +344,10 @@ impl Chat {
             .await;
         Ok(())
     }
+}
+
+/// Milliseconds as the seconds metrics record; a negative span (clock skew between replicas)
+/// counts as zero.
+fn seconds(ms: i64) -> f64 {
+    ms.max(0) as f64 / 1000.0
 }

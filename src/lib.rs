@@ -4,6 +4,8 @@
 pub mod agents;
 /// The local AI engine: embeddings, intent, sentiment, entities, retrieval and replies, on the CPU.
 pub mod ai;
+/// Analytics: the summary of a window of conversations, from the store's raw figures.
+pub mod analytics;
 /// Visitor tokens and API token hashing.
 pub mod auth;
 /// Automation: the escalation rules in force, the bot, handoff and routing.

@@ -2,9 +2,14 @@
 //! suffix; no label ever takes an id or a raw path, so series stay bounded.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// Buckets for human waiting times, in seconds: from seconds to an hour.
+const WAIT_BUCKETS: [f64; 11] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+];
 
 /// Every metric the server records, registered once at start.
 #[derive(Clone, Debug)]
@@ -22,6 +27,11 @@ pub struct Metrics {
     pub ai_overloads: IntCounter,
     pub bot_replies: IntCounterVec,
     pub intents: IntCounterVec,
+    pub feedback: IntCounterVec,
+    pub escalations: IntCounterVec,
+    pub queue_depth: IntGauge,
+    pub queue_wait: Histogram,
+    pub escalation_to_agent: Histogram,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -170,6 +180,59 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            feedback: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchboard_feedback_total",
+                        "Ratings received from visitors, by kind (answer, conversation) and rating \
+                         (up, down; 1 to 5).",
+                    ),
+                    &["kind", "rating"],
+                )
+                .expect("valid metric"),
+            ),
+            escalations: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchboard_escalations_total",
+                        "Escalation rule firings, by rule name.",
+                    ),
+                    &["rule"],
+                )
+                .expect("valid metric"),
+            ),
+            queue_depth: register(
+                r,
+                IntGauge::new(
+                    "switchboard_queue_depth",
+                    "Conversations waiting in the queue, read from the database at each scrape.",
+                )
+                .expect("valid metric"),
+            ),
+            queue_wait: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "switchboard_queue_wait_seconds",
+                        "Time a conversation waited in the queue before an agent got it.",
+                    )
+                    .buckets(WAIT_BUCKETS.to_vec()),
+                )
+                .expect("valid metric"),
+            ),
+            escalation_to_agent: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "switchboard_escalation_to_agent_seconds",
+                        "Time from a conversation's escalation to the first agent message after it.",
+                    )
+                    .buckets(WAIT_BUCKETS.to_vec()),
+                )
+                .expect("valid metric"),
+            ),
             registry,
         };
         metrics
@@ -198,6 +261,17 @@ impl Metrics {
             .iter()
             .map(|role| self.connections.with_label_values(&[*role]).get())
             .sum()
+    }
+
+    /// Counts one firing of an escalation rule. Rule names come from the rule set, so the
+    /// label stays bounded.
+    pub fn escalated(&self, rule: &str) {
+        self.escalations.with_label_values(&[rule]).inc();
+    }
+
+    /// Counts one rating: `rating` is `up`/`down` for answers, `1`..`5` for conversations.
+    pub fn rated(&self, kind: &str, rating: &str) {
+        self.feedback.with_label_values(&[kind, rating]).inc();
     }
 
     /// Counts a socket as open until the returned guard drops.

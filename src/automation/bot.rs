@@ -123,7 +123,6 @@ impl Bot {
                 .map(|f| (f.rule.clone(), f.reason.clone()))
                 .collect();
             self.chat
-                .store()
                 .record_firings(id, Some(message.seq), &recorded)
                 .await?;
         }

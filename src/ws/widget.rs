@@ -5,6 +5,7 @@ use actix_ws::AggregatedMessageStream;
 use governor::DefaultDirectRateLimiter;
 use tokio::sync::mpsc;
 
+use super::feedback::Rating;
 use super::socket::{
     EPHEMERAL_RATE_FACTOR, Ending, Handler, Socket, await_hello, limiter, pump, refuse,
 };
@@ -286,6 +287,23 @@ impl<'a> Widget<'a> {
         }
     }
 
+    /// Ratings count against the chat message rate: each is a write.
+    async fn rate(
+        &mut self,
+        socket: &mut Socket,
+        rating: Rating,
+        comment: Option<String>,
+    ) -> Result<(), Ending> {
+        if self.messages.check().is_err() {
+            let e = FrameError::new(ErrorCode::RateLimited, "too many frames; slow down");
+            return socket.error(&e, None).await;
+        }
+        match super::feedback::rate(self.state, self.conversation, rating, comment).await {
+            Ok(rated) => socket.frame(&rated).await,
+            Err(e) => socket.error(&e, None).await,
+        }
+    }
+
     async fn relay(&mut self, socket: &mut Socket, frame: ServerFrame<'_>) -> Result<(), Ending> {
         if self.ephemeral.check().is_err() {
             let e = FrameError::new(ErrorCode::RateLimited, "too many typing or read frames");
@@ -325,6 +343,18 @@ impl Handler for Widget<'_> {
                     on,
                 };
                 self.relay(socket, frame).await
+            }
+            Ok(WidgetFrame::RateAnswer {
+                seq,
+                rating,
+                comment,
+            }) => {
+                self.rate(socket, Rating::Answer { seq, rating }, comment)
+                    .await
+            }
+            Ok(WidgetFrame::RateConversation { score, comment }) => {
+                self.rate(socket, Rating::Conversation(score), comment)
+                    .await
             }
             Ok(WidgetFrame::Read { seq }) => {
                 let frame = ServerFrame::Read {

@@ -171,6 +171,11 @@ async fn asking_for_a_human_escalates_at_once(backend: Backend) {
         "visitor-asks-for-human"
     );
     assert_eq!(conversation["escalations"][0]["message_seq"], seq);
+    assert_eq!(
+        app.metric("switchboard_escalations_total{rule=\"visitor-asks-for-human\"}")
+            .await,
+        1.0
+    );
     assert!(
         conversation["handoff"]["last_messages"]
             .as_array()

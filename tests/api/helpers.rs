@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 use switchboard::ai::Engine;
 use switchboard::config::Settings;
-use switchboard::domain::{Agent, AgentRole};
+use switchboard::domain::{Agent, AgentRole, AuthorRole, MessageText};
 use switchboard::startup::{AppState, Application};
+use switchboard::store::NewMessage;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -300,6 +301,38 @@ impl TestApp {
             .await;
         ws.expect("welcome").await;
         ws
+    }
+
+    /// Stores a bot message in a conversation, as the bot does, through the library's `Chat`;
+    /// returns its `seq`.
+    pub async fn bot_says(&self, conversation: &str, text: &str) -> i64 {
+        let new = NewMessage {
+            conversation_id: conversation.parse().expect("a conversation id"),
+            author: AuthorRole::Bot,
+            author_id: None,
+            text: MessageText::parse(text.into(), 4096).expect("valid bot text"),
+            client_id: None,
+            analysis: None,
+        };
+        self.state
+            .chat
+            .post(new, None)
+            .await
+            .expect("bot message stored")
+            .message()
+            .seq
+    }
+
+    /// Runs SQL straight on the test database: to pin event times to a scripted timeline.
+    pub async fn sql(&self, statements: &str) {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.db.url)
+            .await
+            .expect("connect to the test database");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statements.to_owned()))
+            .execute(&mut conn)
+            .await
+            .expect("test SQL runs");
     }
 
     pub async fn metric(&self, name_and_labels: &str) -> f64 {

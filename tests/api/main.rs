@@ -3,9 +3,11 @@
 mod helpers;
 
 mod agent_api;
+mod analytics;
 mod bad_input;
 mod bot;
 mod drain;
+mod feedback;
 mod ops;
 mod privacy;
 mod realtime;
