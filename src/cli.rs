@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::agents::create_agent;
 use crate::ai::intent::{
-    IntentHead, LabelledText, TrainOptions, choose_threshold, data_hash, embed_examples,
-    evaluate as evaluate_intents, read_labelled_csv,
+    IntentHead, LabelledText, TrainOptions, calibrate, choose_threshold, data_hash, embed_examples,
+    evaluate as evaluate_intents, read_labelled_csv, train_calibrated,
 };
 use crate::ai::retrieval;
 use crate::ai::sentiment::{self, Sentiment};
@@ -316,15 +316,22 @@ fn train_intents(args: TrainIntentsArgs) -> anyhow::Result<()> {
     };
     let start = std::time::Instant::now();
     let embedded = embed_examples(&embedder, &rows)?;
-    let head = IntentHead::train(&embedded, data_hash(&rows), TrainOptions::default())?;
+    let (head, calibration) =
+        train_calibrated(&embedded, data_hash(&rows), TrainOptions::default())?;
     head.save(&args.out, "intents")?;
     println!(
-        "trained on {} examples of {} intents in {:.1} s (embedding included); wrote {}",
+        "trained on {} examples of {} intents in {:.1} s (embedding and calibration included); wrote {}",
         rows.len(),
         head.info().labels.len(),
         start.elapsed().as_secs_f64(),
         args.out.display()
     );
+    println!(
+        "calibration on one example in five (probe head trained on the rest): temperature {:.2}",
+        calibration.temperature
+    );
+    println!("  before: {}", calibration.before.render());
+    println!("  after:  {}", calibration.after.render());
     Ok(())
 }
 
@@ -335,21 +342,27 @@ fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
     let train_set = embed_examples(&embedder, &train_rows)?;
     let mut head = IntentHead::train(&train_set, data_hash(&train_rows), TrainOptions::default())?;
     let trained_s = start.elapsed().as_secs_f64();
+    let test_set = embed_examples(&embedder, &read_labelled_csv(&args.test)?)?;
+    let uncalibrated_ece = evaluate_intents(&head, &test_set)?.ece;
     let validation = match &args.val {
         Some(val) => {
             let val_set = embed_examples(&embedder, &read_labelled_csv(val)?)?;
+            calibrate(&mut head, &val_set)?;
             Some(choose_threshold(&mut head, &val_set, args.min_oos_recall)?)
         }
         None => None,
     };
-    let test_set = embed_examples(&embedder, &read_labelled_csv(&args.test)?)?;
     let test = evaluate_intents(&head, &test_set)?;
     println!(
         "trained on {} examples ({} labels) in {trained_s:.1} s, embedding included",
         train_set.len(),
         head.info().labels.len()
     );
-    println!("out-of-scope threshold: {:.3}", head.info().threshold);
+    println!(
+        "out-of-scope threshold: {:.3}; softmax temperature {:.2} (fitted on the validation set; test ECE at temperature 1: {uncalibrated_ece:.4})",
+        head.info().threshold,
+        head.info().temperature
+    );
     if let Some(v) = &validation {
         println!("validation: {}", v.render());
     }
@@ -360,6 +373,8 @@ fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
             "train_examples": train_set.len(),
             "labels": head.info().labels.len(),
             "threshold": head.info().threshold,
+            "temperature": head.info().temperature,
+            "test_ece_at_temperature_1": uncalibrated_ece,
             "train_seconds": trained_s,
             "validation": validation,
             "test_metrics": test,

@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::ai::intent::IntentHead;
 use crate::ai::{AiError, EMBEDDING_DIM, Embedding};
 
-const HEAD_DIR: &str = "intent-head";
+/// Named for the way the head is trained: a head from an older way is never read.
+const HEAD_DIR: &str = "intent-head-calibrated";
 const HEAD_NAME: &str = "kb-intents";
 
 /// The cached head, if it was trained on data with this hash.

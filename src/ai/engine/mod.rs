@@ -17,7 +17,9 @@ use tokio::sync::Semaphore;
 
 pub use self::responder::{ConversationContext, Reply, ReplyKind, ResponderConfig, Source};
 use super::entities::{Entity, EntityConfig, EntityExtractor, Gazetteer};
-use super::intent::{IntentHead, LabelledText, TrainOptions, data_hash, embed_examples};
+use super::intent::{
+    IntentHead, LabelledText, TrainOptions, data_hash, embed_examples, train_calibrated,
+};
 use super::retrieval::{Fusion, Passage, Retriever};
 use super::sentiment::{Sentiment, SentimentScore};
 use super::{AiError, EmbedHandle, Embedder, EmbedderOptions, WorkerConfig};
@@ -189,11 +191,16 @@ impl Engine {
             None => {
                 let started = Instant::now();
                 let embedded = embed_examples(&embedder, &examples)?;
-                let head = IntentHead::train(&embedded, hash, TrainOptions::default())?;
+                let (head, calibration) =
+                    train_calibrated(&embedded, hash, TrainOptions::default())?;
                 tracing::info!(
                     intents = head.info().labels.len(),
                     examples = examples.len(),
                     secs = started.elapsed().as_secs_f64(),
+                    temperature = calibration.temperature,
+                    held_out_accuracy = calibration.after.accuracy,
+                    ece_before = calibration.before.ece,
+                    ece_after = calibration.after.ece,
                     "trained the intent head on the knowledge base"
                 );
                 cache::save_head(&config.cache_dir, &head)?;

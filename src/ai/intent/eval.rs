@@ -19,6 +19,66 @@ pub struct Metrics {
     pub in_scope_accuracy: f64,
     pub oos_recall: Option<f64>,
     pub oos_precision: Option<f64>,
+    /// Expected calibration error of the top label's probability against whether that label
+    /// is right, over ten equal-width confidence bins.
+    #[serde(default)]
+    pub ece: f64,
+}
+
+/// Bins of the expected calibration error.
+const ECE_BINS: usize = 10;
+
+/// `Σ |bin| / n · |accuracy(bin) − mean confidence(bin)|` over `(confidence, correct)` pairs.
+pub fn expected_calibration_error(predictions: &[(f32, bool)]) -> f64 {
+    let mut bins = [(0usize, 0.0f64, 0usize); ECE_BINS];
+    for &(confidence, correct) in predictions {
+        let b = ((confidence.clamp(0.0, 1.0) * ECE_BINS as f32) as usize).min(ECE_BINS - 1);
+        bins[b].0 += 1;
+        bins[b].1 += f64::from(confidence);
+        bins[b].2 += usize::from(correct);
+    }
+    let n = predictions.len().max(1) as f64;
+    bins.iter()
+        .filter(|(count, _, _)| *count > 0)
+        .map(|&(count, confidence, correct)| {
+            let c = count as f64;
+            c / n * (correct as f64 / c - confidence / c).abs()
+        })
+        .sum()
+}
+
+/// Temperatures tried by [`calibrate`].
+const TEMPERATURES: std::ops::RangeInclusive<u32> = 10..=60;
+
+/// Fits the softmax temperature (0.5 to 3.0 in steps of 0.05) that minimises the negative
+/// log-likelihood of held-out examples whose labels the head knows, sets it on `head`, and
+/// returns it. Temperature scaling changes confidences, never which label is best.
+pub fn calibrate(head: &mut IntentHead, held_out: &[(Embedding, String)]) -> Result<f32, AiError> {
+    let labels = &head.info().labels;
+    let known: Vec<(&Embedding, usize)> = held_out
+        .iter()
+        .filter_map(|(e, l)| labels.binary_search(l).ok().map(|i| (e, i)))
+        .collect();
+    let refs: Vec<&Embedding> = known.iter().map(|(e, _)| *e).collect();
+    let logits = head.raw_logits(&refs)?;
+    let nll = |t: f32| -> f64 {
+        logits
+            .iter()
+            .zip(&known)
+            .map(|(row, (_, target))| {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let sum: f64 = row.iter().map(|z| f64::from((z - max) / t).exp()).sum();
+                sum.ln() - f64::from((row[*target] - max) / t)
+            })
+            .sum()
+    };
+    let best = TEMPERATURES
+        .map(|step| step as f32 * 0.05)
+        .min_by(|a, b| nll(*a).total_cmp(&nll(*b)))
+        .unwrap_or(1.0);
+    let temperature = if known.is_empty() { 1.0 } else { best };
+    head.set_temperature(temperature);
+    Ok(temperature)
 }
 
 /// Scores `examples` (embedding, true label) with `head` at its threshold.
@@ -66,13 +126,14 @@ impl Metrics {
         let pct = |x: f64| format!("{:.2}%", 100.0 * x);
         let opt = |x: Option<f64>| x.map_or("n/a".to_owned(), pct);
         format!(
-            "{} examples: accuracy {}, macro-F1 {}, in-scope accuracy {}, OOS recall {}, OOS precision {}",
+            "{} examples: accuracy {}, macro-F1 {}, in-scope accuracy {}, OOS recall {}, OOS precision {}, ECE {:.4}",
             self.examples,
             pct(self.accuracy),
             pct(self.macro_f1),
             pct(self.in_scope_accuracy),
             opt(self.oos_recall),
-            opt(self.oos_precision)
+            opt(self.oos_precision),
+            self.ece
         )
     }
 }
@@ -96,7 +157,15 @@ fn metrics_at(
         .map(|&(best, confidence)| head.accept(best, confidence).unwrap_or(OUT_OF_SCOPE))
         .collect();
     let truth: Vec<&str> = examples.iter().map(|(_, l)| l.as_str()).collect();
-    metrics(&truth, &predicted)
+    let calibration: Vec<(f32, bool)> = scores
+        .iter()
+        .zip(&truth)
+        .map(|(&(best, confidence), t)| (confidence, head.info().labels[best] == *t))
+        .collect();
+    Metrics {
+        ece: expected_calibration_error(&calibration),
+        ..metrics(&truth, &predicted)
+    }
 }
 
 fn metrics(truth: &[&str], predicted: &[&str]) -> Metrics {
@@ -144,6 +213,7 @@ fn metrics(truth: &[&str], predicted: &[&str]) -> Metrics {
         in_scope_accuracy: in_scope_correct as f64 / in_scope.len().max(1) as f64,
         oos_recall: (oos_true > 0).then(|| oos_hit as f64 / oos_true as f64),
         oos_precision: (oos_true > 0).then(|| oos_hit as f64 / oos_pred.max(1) as f64),
+        ece: 0.0,
     }
 }
 
@@ -164,6 +234,11 @@ mod tests {
         let want = (2.0 / 3.0 + 2.0 / 3.0 + 0.5) / 3.0;
         assert!((m.macro_f1 - want).abs() < 1e-12);
         let no_oos = metrics(&["a", "b"], &["a", "a"]);
+        let ece = expected_calibration_error(&[(0.95, true), (0.95, false), (0.25, false)]);
+        assert!(
+            (ece - (2.0 / 3.0 * 0.45 + 1.0 / 3.0 * 0.25)).abs() < 1e-6,
+            "{ece}"
+        );
         assert_eq!(no_oos.oos_recall, None);
     }
 }

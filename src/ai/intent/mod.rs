@@ -13,7 +13,7 @@ use candle_nn::{Linear, Module, Optimizer, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 pub use self::data::{LabelledText, data_hash, read_labelled_csv};
-pub use self::eval::{Metrics, choose_threshold, evaluate};
+pub use self::eval::{Metrics, calibrate, choose_threshold, evaluate};
 use super::{AiError, EMBEDDING_DIM, Embedder, Embedding};
 
 /// The label the datasets (and the knowledge base) use for "none of the intents".
@@ -73,6 +73,13 @@ pub struct HeadInfo {
     pub options: TrainOptions,
     /// Validation figures at the chosen threshold, when validation data was given.
     pub validation: Option<Metrics>,
+    /// Softmax temperature fitted on held-out data so confidences are calibrated (1: none).
+    #[serde(default = "no_temperature")]
+    pub temperature: f32,
+}
+
+fn no_temperature() -> f32 {
+    1.0
 }
 
 /// A trained intent head.
@@ -166,6 +173,7 @@ impl IntentHead {
             data_hash: hash,
             options,
             validation: None,
+            temperature: 1.0,
         };
         Ok(Self {
             info,
@@ -185,12 +193,30 @@ impl IntentHead {
         self.info.validation = validation;
     }
 
-    /// The softmax over the labels, one row per embedding.
-    fn softmax(&self, embeddings: &[&Embedding]) -> Result<Tensor, AiError> {
+    /// Sets the softmax temperature (see [`calibrate`]).
+    pub fn set_temperature(&mut self, temperature: f32) {
+        self.info.temperature = temperature;
+    }
+
+    fn logits(&self, embeddings: &[&Embedding]) -> Result<Tensor, AiError> {
         let x = matrix(embeddings)?;
         let h = self.hidden.forward(&x).and_then(|h| h.gelu_erf());
-        let logits = h.and_then(|h| self.output.forward(&h)).map_err(candle)?;
+        h.and_then(|h| self.output.forward(&h)).map_err(candle)
+    }
+
+    /// The softmax over the labels at the head's temperature, one row per embedding.
+    fn softmax(&self, embeddings: &[&Embedding]) -> Result<Tensor, AiError> {
+        let logits =
+            (self.logits(embeddings)? / f64::from(self.info.temperature)).map_err(candle)?;
         candle_nn::ops::softmax(&logits, D::Minus1).map_err(candle)
+    }
+
+    /// Raw logits, one row per embedding (for calibration).
+    pub(crate) fn raw_logits(&self, embeddings: &[&Embedding]) -> Result<Vec<Vec<f32>>, AiError> {
+        if embeddings.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.logits(embeddings)?.to_vec2().map_err(candle)
     }
 
     /// Every label's probability for each embedding, in the order of [`HeadInfo::labels`].
@@ -271,6 +297,43 @@ impl IntentHead {
             output,
         })
     }
+}
+
+/// How a head trained by [`train_calibrated`] was calibrated.
+#[derive(Clone, Debug, Serialize)]
+pub struct Calibration {
+    pub temperature: f32,
+    /// Held-out figures of the probe head before temperature scaling, and after.
+    pub before: Metrics,
+    pub after: Metrics,
+}
+
+/// Trains a head whose confidences are calibrated, with no separate validation data: a probe
+/// head trained on four examples in five fits the temperature on the fifth, then the head is
+/// trained on everything and given that temperature.
+pub fn train_calibrated(
+    examples: &[(Embedding, String)],
+    hash: String,
+    options: TrainOptions,
+) -> Result<(IntentHead, Calibration), AiError> {
+    let (fit, held): (Vec<_>, Vec<_>) = examples.iter().enumerate().partition(|(i, _)| i % 5 != 4);
+    let fit: Vec<(Embedding, String)> = fit.into_iter().map(|(_, e)| e.clone()).collect();
+    let held: Vec<(Embedding, String)> = held.into_iter().map(|(_, e)| e.clone()).collect();
+    let mut probe = IntentHead::train(&fit, hash.clone(), options.clone())?;
+    let before = evaluate(&probe, &held)?;
+    let temperature = calibrate(&mut probe, &held)?;
+    let after = evaluate(&probe, &held)?;
+    let mut head = IntentHead::train(examples, hash, options)?;
+    head.set_temperature(temperature);
+    head.set_threshold(0.0, Some(after.clone()));
+    Ok((
+        head,
+        Calibration {
+            temperature,
+            before,
+            after,
+        },
+    ))
 }
 
 /// Embeds labelled examples in batches, ready for [`IntentHead::train`] or [`evaluate`].
