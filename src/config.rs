@@ -18,10 +18,28 @@ pub const DEFAULT_CONFIG_FILE: &str = "switchboard.toml";
 pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
+    pub cluster: ClusterSettings,
     pub websocket: WebSocketSettings,
     pub auth: AuthSettings,
     pub retention: RetentionSettings,
     pub log: LogSettings,
+}
+
+/// Whether this replica shares its database with others (see `docs/operations.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterMode {
+    /// On for PostgreSQL, off for SQLite.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    pub mode: ClusterMode,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -258,6 +276,11 @@ impl Settings {
                 "websocket.hello_timeout_ms and websocket.write_timeout_ms must be above 0",
             );
         }
+        if self.cluster.mode == ClusterMode::On && !self.is_postgres() {
+            return invalid(
+                "cluster.mode = \"on\" needs PostgreSQL: set database.url (or DATABASE_URL) to postgres://…, or use mode \"auto\" for a single SQLite replica",
+            );
+        }
         if let Some(secret) = &self.auth.visitor_secret
             && secret.len() < 32
         {
@@ -270,6 +293,15 @@ impl Settings {
 
     pub fn is_postgres(&self) -> bool {
         self.database.url.starts_with("postgres")
+    }
+
+    /// Whether replicas announce their writes to each other (LISTEN/NOTIFY).
+    pub fn is_clustered(&self) -> bool {
+        match self.cluster.mode {
+            ClusterMode::Auto => self.is_postgres(),
+            ClusterMode::On => true,
+            ClusterMode::Off => false,
+        }
     }
 }
 

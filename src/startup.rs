@@ -1,5 +1,6 @@
-//! Builds the application from its settings: opens and migrates the database, starts the hub,
-//! binds the listener (port 0 works), and runs the HTTP server until it is stopped. The binary
+//! Builds the application from its settings: opens and migrates the database, starts the hub
+//! (and, in cluster mode, the listener for the other replicas), binds the listener (port 0
+//! works), and runs the HTTP server until it is stopped. The binary
 //! and the tests both start the server through [`Application::build`].
 
 use std::net::TcpListener;
@@ -12,6 +13,7 @@ use actix_web::{App, HttpServer, web};
 use crate::auth::{VisitorTokens, generate_secret};
 use crate::automation::{Desk, RuleBook, RuleBookError};
 use crate::chat::Chat;
+use crate::cluster::{self, PgBackplane, ReplicaId};
 use crate::config::Settings;
 use crate::drain::Drain;
 use crate::hub::HubHandle;
@@ -57,8 +59,13 @@ impl Application {
     /// Opens the database, applies migrations and binds; serving starts with
     /// [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let store =
-            Store::connect(&settings.database.url, settings.database.max_connections).await?;
+        let replica = settings.is_clustered().then(ReplicaId::random);
+        let store = Store::connect_as(
+            &settings.database.url,
+            settings.database.max_connections,
+            replica.clone(),
+        )
+        .await?;
         store.migrate().await?;
         let secret = match &settings.auth.visitor_secret {
             Some(secret) => secret.clone(),
@@ -72,6 +79,12 @@ impl Application {
         let hub = HubHandle::spawn(metrics.slow_consumer_evictions.clone());
         let rules = RuleBook::load(store.clone()).await?;
         let chat = Chat::new(store, hub, metrics.clone());
+        if let Some(replica) = replica {
+            tracing::info!(%replica, "cluster mode: listening for the other replicas");
+            let backplane = PgBackplane::new(&settings.database.url, replica)
+                .map_err(|e| StartError::Store(e.into()))?;
+            cluster::start(backplane, chat.clone(), metrics.clone()).await;
+        }
         let state = AppState {
             desk: Desk::new(chat.clone(), rules),
             chat,

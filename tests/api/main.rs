@@ -4,6 +4,7 @@ mod helpers;
 
 mod agent_api;
 mod bad_input;
+mod cluster;
 mod drain;
 mod ops;
 mod privacy;
