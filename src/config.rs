@@ -371,6 +371,34 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_postgres_config_map_needs_the_database_url_from_its_secret() {
+        let manifest = include_str!("../k8s/configmap-postgres.yaml");
+        let (_, block) = manifest
+            .split_once("switchboard.toml: |\n")
+            .expect("the config map embeds switchboard.toml");
+        let toml: String = block
+            .lines()
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .collect();
+        let load = |env: &str| -> Settings {
+            Figment::from(Serialized::defaults(Settings::default()))
+                .merge(Toml::string(&toml))
+                .merge(Toml::string(env))
+                .extract()
+                .expect("the embedded switchboard.toml has no unknown keys")
+        };
+        let settings = load("[database]\nurl = \"postgres://switchboard@db/switchboard\"");
+        settings.validate().expect("the embedded config is valid");
+        assert!(settings.is_clustered());
+        assert_eq!(settings.server.host, "0.0.0.0");
+        let msg = load("")
+            .validate()
+            .expect_err("without DATABASE_URL from the secret it must not start")
+            .to_string();
+        assert!(msg.contains("cluster.mode"), "{msg}");
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let err = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::string("[server]\nprot = 9000\n"))
