@@ -31,7 +31,12 @@ const FIRST_LISTEN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How far before the backplane's last sign of life recovery looks: covers clocks that
 /// differ between replicas and transactions that commit a while after they stamp their rows.
-const RECOVERY_SLACK_MS: i64 = 30_000;
+const RECOVERY_SLACK_MS: i64 = 10_000;
+
+/// Recovery announces this many conversations, then pauses, so that sockets (an admin's feed
+/// hears of every conversation) drain their bounded queues instead of overflowing them.
+const RECOVERY_CHUNK: usize = 64;
+const RECOVERY_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What a replica hears from the others.
 #[derive(Debug)]
@@ -122,7 +127,10 @@ async fn recover(chat: &Chat, since_ms: i64) -> Result<(), StoreError> {
         conversations = changed.len(),
         "recovering what other replicas stored"
     );
-    for (conversation, first_new_seq) in changed {
+    for (n, (conversation, first_new_seq)) in changed.into_iter().enumerate() {
+        if n > 0 && n % RECOVERY_CHUNK == 0 {
+            tokio::time::sleep(RECOVERY_PAUSE).await;
+        }
         chat.announce_here(&conversation, crate::protocol::ConversationEvent::Updated)
             .await;
         if let Some(from) = first_new_seq {
