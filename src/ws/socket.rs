@@ -240,8 +240,8 @@ fn protocol_error(e: ProtocolError) -> Ending {
 pub trait Handler {
     /// Handles one text frame from the client.
     async fn on_text(&mut self, socket: &mut Socket, text: &str) -> Result<(), Ending>;
-    /// Sends a frame from the hub, unless the socket already has it (e.g. from a replay);
-    /// what the socket lacks before it is read from the database first.
+    /// Sends a frame from the hub unless the socket already has it (e.g. from a replay),
+    /// first reading from the database any stored message before it that the socket lacks.
     async fn deliver(&mut self, socket: &mut Socket, out: Outbound) -> Result<(), Ending>;
 }
 
