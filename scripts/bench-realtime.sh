@@ -27,7 +27,8 @@ start_server() {
         psql postgres://postgres@127.0.0.1:5432/postgres -qc "DROP DATABASE IF EXISTS switchboard_bench WITH (FORCE)" -c "CREATE DATABASE switchboard_bench"
         url="postgres://postgres@127.0.0.1:5432/switchboard_bench"
     fi
-    (cd "$work" && SWITCHBOARD_LOG__LEVEL=warn DATABASE_URL="$url" \
+    # The relay alone: the AI engine (measured by the bot benchmark) would answer every message.
+    (cd "$work" && SWITCHBOARD_LOG__LEVEL=warn SWITCHBOARD_AI__ENABLED=false DATABASE_URL="$url" \
         SWITCHBOARD_WEBSOCKET__MESSAGES_PER_SECOND=100000 SWITCHBOARD_WEBSOCKET__MESSAGE_BURST=100000 \
         exec "$bin/switchboard") &
     server=$!

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::cluster::Event;
-use crate::domain::{AgentId, Conversation, ConversationId, Message, VisitorId};
+use crate::domain::{
+    AgentId, AuthorRole, Conversation, ConversationId, ConversationState, Message, VisitorId,
+};
 use crate::hub::{Audience, ConnId, HubHandle, Outbound, Room};
 use crate::metrics::Metrics;
 use crate::protocol::{ConversationEvent, MessageFrame, ServerFrame};
@@ -69,7 +71,53 @@ impl Chat {
         new: NewMessage,
         sender: Option<ConnId>,
     ) -> Result<Appended, StoreError> {
+        let order = self.lock(new.conversation_id).await;
+        let appended = self.post_locked(new, sender).await?;
+        drop(order);
+        if let Appended::New { message, .. } = &appended
+            && message.author == AuthorRole::Agent
+        {
+            self.time_first_reply(message).await;
+        }
+        Ok(appended)
+    }
+
+    /// Posts the bot's reply only if the conversation is still with the bot, checked under the
+    /// same lock every change of state takes: once a conversation is queued or has an agent,
+    /// a reply that was being prepared is dropped (`None`), never shown.
+    pub async fn post_from_bot(&self, new: NewMessage) -> Result<Option<Appended>, StoreError> {
         let _order = self.lock(new.conversation_id).await;
+        let conversation = self.store.conversation(new.conversation_id).await?;
+        if conversation.state != ConversationState::Bot {
+            return Ok(None);
+        }
+        self.post_locked(new, None).await.map(Some)
+    }
+
+    /// Shows or hides the bot's typing indicator in a conversation.
+    pub async fn bot_typing(&self, id: ConversationId, on: bool) {
+        let frame = ServerFrame::Typing {
+            conversation_id: id,
+            author: AuthorRole::Bot,
+            on,
+        }
+        .to_json();
+        self.fan_out(id, Outbound::new(None, frame.clone()), None, None)
+            .await;
+        self.store
+            .announce(Event::Relay {
+                conversation_id: id,
+                owner: None,
+                frame,
+            })
+            .await;
+    }
+
+    async fn post_locked(
+        &self,
+        new: NewMessage,
+        sender: Option<ConnId>,
+    ) -> Result<Appended, StoreError> {
         let appended = match self.store.append_message(&new).await {
             Err(StoreError::Resolved) => {
                 let reopened = self.store.reopen_for_visitor(new.conversation_id).await?;
@@ -86,6 +134,23 @@ impl Chat {
             self.deliver(message, *owner, sender).await;
         }
         Ok(appended)
+    }
+
+    /// Observes the time from escalation when `message` is the first agent message since.
+    async fn time_first_reply(&self, message: &Message) {
+        let sent = message.sent_at.timestamp_millis();
+        match self
+            .store
+            .escalated_before_first_reply(message.conversation_id, message.seq, sent)
+            .await
+        {
+            Ok(Some(escalated)) => self
+                .metrics
+                .escalation_to_agent
+                .observe(seconds(sent - escalated)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = ?e, "escalation-to-agent time not recorded"),
+        }
     }
 
     async fn deliver(&self, message: &Message, owner: Option<AgentId>, sender: Option<ConnId>) {
@@ -140,8 +205,16 @@ impl Chat {
         id: ConversationId,
         agent: AgentId,
     ) -> Result<Conversation, StoreError> {
-        self.change(id, self.store.claim_conversation(id, agent))
-            .await
+        let claim = async {
+            let queued_since = self.store.queued_since(id).await?;
+            let claimed = self.store.claim_conversation(id, agent).await?;
+            if let Some(queued) = queued_since {
+                let assigned = claimed.updated_at.timestamp_millis();
+                self.metrics.queue_wait.observe(seconds(assigned - queued));
+            }
+            Ok::<_, StoreError>(claimed)
+        };
+        self.change(id, claim).await
     }
 
     /// Applies one stored change to a conversation under its ordering lock, then tells its
@@ -158,14 +231,63 @@ impl Chat {
         Ok(conversation)
     }
 
-    /// Hands a conversation from the bot to the queue.
+    /// Adds tags and raises the priority of a conversation (rule actions short of escalation).
+    pub async fn annotate(
+        &self,
+        id: ConversationId,
+        tags: &[String],
+        priority: Option<i64>,
+    ) -> Result<Conversation, StoreError> {
+        self.change(id, self.store.annotate_conversation(id, tags, priority))
+            .await
+    }
+
+    /// Hands a conversation from the bot to the queue and gives the agents its summary.
     pub async fn escalate(
         &self,
         id: ConversationId,
         escalation: &Escalation,
     ) -> Result<Conversation, StoreError> {
-        self.change(id, self.store.escalate_conversation(id, escalation))
-            .await
+        let conversation = self
+            .change(id, self.store.escalate_conversation(id, escalation))
+            .await?;
+        self.handoff_here(id, &escalation.handoff).await;
+        self.store
+            .announce(Event::Handoff {
+                conversation_id: id,
+            })
+            .await;
+        Ok(conversation)
+    }
+
+    /// Gives this replica's agent feeds a conversation's handoff summary.
+    pub(crate) async fn handoff_here(&self, id: ConversationId, summary: &serde_json::Value) {
+        let frame = ServerFrame::Handoff {
+            conversation_id: id,
+            summary,
+        };
+        self.hub
+            .publish(
+                Room::AgentFeed,
+                Outbound::new(None, frame.to_json()),
+                Audience::Everyone,
+                None,
+            )
+            .await;
+    }
+
+    /// Records the escalation rules that fired on a visitor message, and counts each firing.
+    pub async fn record_firings(
+        &self,
+        id: ConversationId,
+        message_seq: Option<i64>,
+        firings: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        self.store.record_firings(id, message_seq, firings).await?;
+        for (rule, _) in firings {
+            self.metrics.escalated(rule);
+        }
+        Ok(())
     }
 
     pub async fn transfer_to_agent(
@@ -293,4 +415,10 @@ impl Chat {
         self.fan_out(id, Outbound::new(None, frame), owner, None)
             .await;
     }
+}
+
+/// Milliseconds as the seconds metrics record; a negative span (clock skew between replicas)
+/// counts as zero.
+fn seconds(ms: i64) -> f64 {
+    ms.max(0) as f64 / 1000.0
 }

@@ -1,5 +1,5 @@
 //! The command line: `serve` (default), `migrate`, `agent create`, `agent list`,
-//! `train sentiment`, `eval sentiment`.
+//! `train sentiment|intents`, `eval sentiment|intents|retrieval`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,11 +8,16 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::agents::create_agent;
-use crate::ai::intent::read_labelled_csv;
+use crate::ai::intent::{
+    IntentHead, LabelledText, TrainOptions, choose_threshold, data_hash, embed_examples,
+    evaluate as evaluate_intents, read_labelled_csv,
+};
+use crate::ai::retrieval;
 use crate::ai::sentiment::{self, Sentiment};
 use crate::ai::{Embedder, EmbedderOptions};
 use crate::config::{LogFormat, Settings};
 use crate::domain::AgentRole;
+use crate::kb::KnowledgeBase;
 use crate::startup::Application;
 use crate::store::Store;
 
@@ -51,12 +56,77 @@ pub enum Command {
 pub enum TrainCommand {
     /// The sentiment head and its fusion with VADER, from SST-2, CR and the support utterances.
     Sentiment(TrainSentimentArgs),
+    /// An intent head from the knowledge base's intents or a `text,label` CSV. (The server
+    /// trains its own from the knowledge base at start; this is for inspecting one.)
+    Intents(TrainIntentsArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
     /// VADER alone, the head alone and the fused model on a `text,label` CSV (binary or 3-class).
     Sentiment(EvalSentimentArgs),
+    /// Train an intent head on one CSV, choose its out-of-scope threshold on another, test it
+    /// on a third.
+    Intents(EvalIntentsArgs),
+    /// Dense, BM25, reciprocal-rank and convex fusion on a JSON-lines corpus and queries.
+    Retrieval(EvalRetrievalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainIntentsArgs {
+    /// A `text,label` CSV; without it, the knowledge base's intents.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The knowledge-base folder.
+    #[arg(long, default_value = "knowledge-base")]
+    kb: PathBuf,
+    /// Where to write `intents.safetensors` and `intents.json`.
+    #[arg(long, default_value = "data/cache/trained")]
+    out: PathBuf,
+    #[arg(long, default_value = Embedder::DEFAULT_DIR)]
+    minilm: PathBuf,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalIntentsArgs {
+    /// Training CSV (`text,label`; `oos` is the out-of-scope label).
+    #[arg(long)]
+    train: PathBuf,
+    /// Test CSV.
+    #[arg(long)]
+    test: PathBuf,
+    /// Validation CSV on which the out-of-scope threshold is chosen.
+    #[arg(long)]
+    val: Option<PathBuf>,
+    /// Lowest out-of-scope recall the threshold must reach on the validation set.
+    #[arg(long, default_value_t = 0.85)]
+    min_oos_recall: f32,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    #[arg(long, default_value = Embedder::DEFAULT_DIR)]
+    minilm: PathBuf,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalRetrievalArgs {
+    /// `{"id","title","text"}` per line.
+    #[arg(long)]
+    corpus: PathBuf,
+    /// `{"id","text","relevant":[ids]}` per line.
+    #[arg(long)]
+    queries: PathBuf,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    #[arg(long, default_value = Embedder::DEFAULT_DIR)]
+    minilm: PathBuf,
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -171,6 +241,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Train(TrainCommand::Sentiment(args)) => train_sentiment(args),
         Command::Eval(EvalCommand::Sentiment(args)) => eval_sentiment(args),
+        Command::Train(TrainCommand::Intents(args)) => train_intents(args),
+        Command::Eval(EvalCommand::Intents(args)) => eval_intents(args),
+        Command::Eval(EvalCommand::Retrieval(args)) => eval_retrieval(args),
         Command::Agent(AgentCommand::List) => {
             let store = open(&settings).await?;
             for a in store.agents().await? {
@@ -227,6 +300,117 @@ fn eval_sentiment(args: EvalSentimentArgs) -> anyhow::Result<()> {
     if let Some(path) = args.report {
         let json = serde_json::to_string_pretty(&report)?;
         std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn train_intents(args: TrainIntentsArgs) -> anyhow::Result<()> {
+    let embedder = load_embedder(&args.minilm, args.threads)?;
+    let rows = match &args.data {
+        Some(path) => read_labelled_csv(path)?,
+        None => KnowledgeBase::read(&args.kb)?
+            .intent_examples()
+            .into_iter()
+            .map(|(text, label)| LabelledText { text, label })
+            .collect(),
+    };
+    let start = std::time::Instant::now();
+    let embedded = embed_examples(&embedder, &rows)?;
+    let head = IntentHead::train(&embedded, data_hash(&rows), TrainOptions::default())?;
+    head.save(&args.out, "intents")?;
+    println!(
+        "trained on {} examples of {} intents in {:.1} s (embedding included); wrote {}",
+        rows.len(),
+        head.info().labels.len(),
+        start.elapsed().as_secs_f64(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
+    let embedder = load_embedder(&args.minilm, args.threads)?;
+    let start = std::time::Instant::now();
+    let train_rows = read_labelled_csv(&args.train)?;
+    let train_set = embed_examples(&embedder, &train_rows)?;
+    let mut head = IntentHead::train(&train_set, data_hash(&train_rows), TrainOptions::default())?;
+    let trained_s = start.elapsed().as_secs_f64();
+    let validation = match &args.val {
+        Some(val) => {
+            let val_set = embed_examples(&embedder, &read_labelled_csv(val)?)?;
+            Some(choose_threshold(&mut head, &val_set, args.min_oos_recall)?)
+        }
+        None => None,
+    };
+    let test_set = embed_examples(&embedder, &read_labelled_csv(&args.test)?)?;
+    let test = evaluate_intents(&head, &test_set)?;
+    println!(
+        "trained on {} examples ({} labels) in {trained_s:.1} s, embedding included",
+        train_set.len(),
+        head.info().labels.len()
+    );
+    println!("out-of-scope threshold: {:.3}", head.info().threshold);
+    if let Some(v) = &validation {
+        println!("validation: {}", v.render());
+    }
+    println!("test:       {}", test.render());
+    if let Some(path) = args.report {
+        let report = serde_json::json!({
+            "train": args.train, "test": args.test, "validation_file": args.val,
+            "train_examples": train_set.len(),
+            "labels": head.info().labels.len(),
+            "threshold": head.info().threshold,
+            "train_seconds": trained_s,
+            "validation": validation,
+            "test_metrics": test,
+            "options": head.info().options,
+        });
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn eval_retrieval(args: EvalRetrievalArgs) -> anyhow::Result<()> {
+    let embedder = load_embedder(&args.minilm, args.threads)?;
+    let corpus = retrieval::read_corpus(&args.corpus)?;
+    let queries = retrieval::read_queries(&args.queries)?;
+    let start = std::time::Instant::now();
+    let report = retrieval::compare_fusions(&embedder, corpus, &queries)?;
+    println!(
+        "{} passages, {} queries ({} for tuning), {:.1} s",
+        report.passages,
+        queries.len(),
+        report.tuning_queries,
+        start.elapsed().as_secs_f64()
+    );
+    let tried: Vec<String> = report
+        .tuning
+        .iter()
+        .map(|(w, mrr)| format!("{w}: {mrr:.4}"))
+        .collect();
+    println!(
+        "convex fusion, MRR@10 on the tuning queries by dense weight: {}",
+        tried.join(", ")
+    );
+    for (title, rows) in [
+        ("held-out queries", &report.held_out),
+        ("all queries", &report.all),
+    ] {
+        println!(
+            "\n{title}:\n{:<14} {:>7} {:>7} {:>7} {:>8}",
+            "fusion", "MRR@10", "R@1", "R@5", "nDCG@10"
+        );
+        for (name, m) in rows {
+            println!(
+                "{name:<14} {:>7.4} {:>7.4} {:>7.4} {:>8.4}",
+                m.mrr_at_10, m.recall_at_1, m.recall_at_5, m.ndcg_at_10
+            );
+        }
+    }
+    if let Some(path) = args.report {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }

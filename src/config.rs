@@ -22,6 +22,7 @@ pub struct Settings {
     pub websocket: WebSocketSettings,
     pub auth: AuthSettings,
     pub retention: RetentionSettings,
+    pub ai: AiSettings,
     pub log: LogSettings,
 }
 
@@ -40,6 +41,83 @@ pub enum ClusterMode {
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSettings {
     pub mode: ClusterMode,
+}
+
+/// The local AI engine and the bot it drives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AiSettings {
+    /// Analyse visitor messages, answer them in bot mode and apply the escalation rules. Off,
+    /// Switchboard is a plain relay between visitors and agents (and starts in a second).
+    pub enabled: bool,
+    /// Folder with `minilm/` and `sentiment/`.
+    pub models_dir: PathBuf,
+    /// The knowledge base the bot answers from and the intents are trained on.
+    pub knowledge_base: PathBuf,
+    /// Where files derived from the knowledge base are kept between starts.
+    pub cache_dir: PathBuf,
+    /// Analyses under way at once; more are refused as overload.
+    pub max_in_flight: usize,
+    /// Threads of the embedder; 0 means one per CPU core.
+    pub threads: usize,
+    /// Intent confidence below which a message counts as out of scope.
+    pub intent_threshold: f32,
+    /// Intent confidence from which the bot answers from the intent.
+    pub answer_confidence: f32,
+    /// Top two intents closer than this (both at least `clarify_floor`): the bot asks which.
+    pub clarify_margin: f32,
+    pub clarify_floor: f32,
+    /// Passage similarity (cosine) from which the best passage answers by itself.
+    pub passage_similarity: f32,
+    /// Weight of the dense score in hybrid retrieval (the rest is normalised BM25).
+    pub dense_weight: f32,
+}
+
+impl Default for AiSettings {
+    fn default() -> Self {
+        let responder = crate::ai::ResponderConfig::default();
+        Self {
+            enabled: true,
+            models_dir: "models".into(),
+            knowledge_base: "knowledge-base".into(),
+            cache_dir: "data/cache".into(),
+            max_in_flight: 64,
+            threads: 0,
+            intent_threshold: 0.5,
+            answer_confidence: responder.answer_confidence,
+            clarify_margin: responder.clarify_margin,
+            clarify_floor: responder.clarify_floor,
+            passage_similarity: responder.passage_similarity,
+            dense_weight: match crate::ai::retrieval::Fusion::default() {
+                crate::ai::retrieval::Fusion::Convex { dense_weight } => dense_weight,
+                _ => 1.0,
+            },
+        }
+    }
+}
+
+impl AiSettings {
+    /// The engine's configuration.
+    pub fn engine(&self) -> crate::ai::EngineConfig {
+        crate::ai::EngineConfig {
+            models_dir: self.models_dir.clone(),
+            cache_dir: self.cache_dir.clone(),
+            max_in_flight: self.max_in_flight,
+            intent_threshold: self.intent_threshold,
+            responder: crate::ai::ResponderConfig {
+                answer_confidence: self.answer_confidence,
+                clarify_margin: self.clarify_margin,
+                clarify_floor: self.clarify_floor,
+                passage_similarity: self.passage_similarity,
+                ..Default::default()
+            },
+            fusion: crate::ai::retrieval::Fusion::Convex {
+                dense_weight: self.dense_weight,
+            },
+            worker: crate::ai::WorkerConfig::default(),
+            threads: self.threads,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,6 +358,26 @@ impl Settings {
             return invalid(
                 "cluster.mode = \"on\" needs PostgreSQL: set database.url (or DATABASE_URL) to postgres://…, or use mode \"auto\" for a single SQLite replica",
             );
+        }
+        let ai = &self.ai;
+        let unit = |x: f32| (0.0..=1.0).contains(&x);
+        if ![
+            ai.intent_threshold,
+            ai.answer_confidence,
+            ai.clarify_margin,
+            ai.clarify_floor,
+            ai.passage_similarity,
+            ai.dense_weight,
+        ]
+        .into_iter()
+        .all(unit)
+        {
+            return invalid(
+                "ai.intent_threshold, answer_confidence, clarify_margin, clarify_floor, passage_similarity and dense_weight are between 0 and 1",
+            );
+        }
+        if ai.max_in_flight == 0 {
+            return invalid("ai.max_in_flight must be at least 1");
         }
         if let Some(secret) = &self.auth.visitor_secret
             && secret.len() < 32

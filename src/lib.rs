@@ -2,8 +2,10 @@
 
 /// Agent accounts: creation and first API token.
 pub mod agents;
-/// The local AI engine: sentence embeddings on the CPU, batched off the async workers.
+/// The local AI engine: embeddings, intent, sentiment, entities, retrieval and replies, on the CPU.
 pub mod ai;
+/// Analytics: the summary of a window of conversations, from the store's raw figures.
+pub mod analytics;
 /// Visitor tokens and API token hashing.
 pub mod auth;
 /// Automation: the escalation rules in force, the bot, handoff and routing.

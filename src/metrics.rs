@@ -2,9 +2,14 @@
 //! suffix; no label ever takes an id or a raw path, so series stay bounded.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// Buckets for human waiting times, in seconds: from seconds to an hour.
+const WAIT_BUCKETS: [f64; 11] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+];
 
 /// Every metric the server records, registered once at start.
 #[derive(Clone, Debug)]
@@ -20,6 +25,15 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     pub db_pool_connections: IntGaugeVec,
     pub build_info: IntGaugeVec,
+    pub ai_stage_duration: HistogramVec,
+    pub ai_overloads: IntCounter,
+    pub bot_replies: IntCounterVec,
+    pub intents: IntCounterVec,
+    pub feedback: IntCounterVec,
+    pub escalations: IntCounterVec,
+    pub queue_depth: IntGauge,
+    pub queue_wait: Histogram,
+    pub escalation_to_agent: Histogram,
 }
 
 fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
@@ -138,6 +152,105 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            ai_stage_duration: register(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "switchboard_ai_stage_duration_seconds",
+                        "Time the AI engine spends per visitor message, by stage \
+                         (embed, intent, sentiment, entities, retrieval, respond).",
+                    )
+                    .buckets(vec![
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 1.0,
+                    ]),
+                    &["stage"],
+                )
+                .expect("valid metric"),
+            ),
+            ai_overloads: register(
+                r,
+                IntCounter::new(
+                    "switchboard_ai_overloaded_total",
+                    "Visitor messages the AI engine refused because it was at its concurrency cap.",
+                )
+                .expect("valid metric"),
+            ),
+            bot_replies: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchboard_bot_replies_total",
+                        "Bot replies by kind (answer, clarify, fallback, busy).",
+                    ),
+                    &["kind"],
+                )
+                .expect("valid metric"),
+            ),
+            intents: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchboard_intents_total",
+                        "Visitor messages by recognised intent (a knowledge-base intent, or oos).",
+                    ),
+                    &["intent"],
+                )
+                .expect("valid metric"),
+            ),
+            feedback: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchboard_feedback_total",
+                        "Ratings received from visitors, by kind (answer, conversation) and rating \
+                         (up, down; 1 to 5).",
+                    ),
+                    &["kind", "rating"],
+                )
+                .expect("valid metric"),
+            ),
+            escalations: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "switchboard_escalations_total",
+                        "Escalation rule firings, by rule name.",
+                    ),
+                    &["rule"],
+                )
+                .expect("valid metric"),
+            ),
+            queue_depth: register(
+                r,
+                IntGauge::new(
+                    "switchboard_queue_depth",
+                    "Conversations waiting in the queue, read from the database at each scrape.",
+                )
+                .expect("valid metric"),
+            ),
+            queue_wait: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "switchboard_queue_wait_seconds",
+                        "Time a conversation waited in the queue before an agent got it.",
+                    )
+                    .buckets(WAIT_BUCKETS.to_vec()),
+                )
+                .expect("valid metric"),
+            ),
+            escalation_to_agent: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "switchboard_escalation_to_agent_seconds",
+                        "Time from a conversation's escalation to the first agent message after it.",
+                    )
+                    .buckets(WAIT_BUCKETS.to_vec()),
+                )
+                .expect("valid metric"),
+            ),
             registry,
         };
         metrics
@@ -166,6 +279,17 @@ impl Metrics {
             .iter()
             .map(|role| self.connections.with_label_values(&[*role]).get())
             .sum()
+    }
+
+    /// Counts one firing of an escalation rule. Rule names come from the rule set, so the
+    /// label stays bounded.
+    pub fn escalated(&self, rule: &str) {
+        self.escalations.with_label_values(&[rule]).inc();
+    }
+
+    /// Counts one rating: `rating` is `up`/`down` for answers, `1`..`5` for conversations.
+    pub fn rated(&self, kind: &str, rating: &str) {
+        self.feedback.with_label_values(&[kind, rating]).inc();
     }
 
     /// Counts a socket as open until the returned guard drops.

@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    AgentId, AgentRole, AuthorRole, Conversation, ConversationId, ConversationState, Message,
+    AgentId, AgentRole, AnswerRating, AuthorRole, Conversation, ConversationId, ConversationState,
+    CsatScore, FeedbackKind, Message,
 };
 
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -37,6 +38,10 @@ pub enum ErrorCode {
     Forbidden,
     ProtocolVersion,
     Internal,
+    /// `rate_answer` named a message that is not the bot's.
+    NotAnAnswer,
+    /// `rate_conversation` before the conversation was resolved.
+    NotResolved,
 }
 
 /// A client frame that could not be accepted, with what to tell the client.
@@ -76,10 +81,28 @@ pub enum WidgetFrame {
     Read {
         seq: i64,
     },
+    RateAnswer {
+        seq: i64,
+        rating: AnswerRating,
+        #[serde(default)]
+        comment: Option<String>,
+    },
+    RateConversation {
+        score: CsatScore,
+        #[serde(default)]
+        comment: Option<String>,
+    },
 }
 
 impl WidgetFrame {
-    pub const TYPES: &'static [&'static str] = &["hello", "message", "typing", "read"];
+    pub const TYPES: &'static [&'static str] = &[
+        "hello",
+        "message",
+        "typing",
+        "read",
+        "rate_answer",
+        "rate_conversation",
+    ];
 }
 
 /// Frames an agent console sends on its live feed.
@@ -154,6 +177,9 @@ pub struct MessageFrame<'a> {
     pub text: &'a str,
     pub client_id: Option<&'a str>,
     pub sent_at: DateTime<Utc>,
+    /// On the bot's messages: the kind of reply, the intent, the confidence and the sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<&'a serde_json::Value>,
 }
 
 impl<'a> From<&'a Message> for MessageFrame<'a> {
@@ -165,6 +191,10 @@ impl<'a> From<&'a Message> for MessageFrame<'a> {
             text: &m.text,
             client_id: m.client_id.as_deref(),
             sent_at: m.sent_at,
+            reply: match m.author {
+                AuthorRole::Bot => m.analysis.as_ref().and_then(|a| a.get("reply")),
+                _ => None,
+            },
         }
     }
 }
@@ -207,6 +237,17 @@ pub enum ServerFrame<'a> {
     Conversation {
         event: ConversationEvent,
         conversation: &'a Conversation,
+    },
+    /// To agents: a conversation was handed from the bot to the queue, and why.
+    Handoff {
+        conversation_id: ConversationId,
+        summary: &'a serde_json::Value,
+    },
+    /// A rating was stored (or replaced the earlier one).
+    Rated {
+        kind: FeedbackKind,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<i64>,
     },
     Error {
         code: ErrorCode,
@@ -283,6 +324,46 @@ mod tests {
                 token: None,
                 last_seq: Some(7)
             })
+        );
+    }
+
+    #[test]
+    fn rating_frames_parse_and_refuse_what_they_cannot_hold() {
+        assert_eq!(
+            widget(r#"{"type":"rate_answer","seq":4,"rating":"down","comment":"wrong"}"#),
+            Ok(WidgetFrame::RateAnswer {
+                seq: 4,
+                rating: AnswerRating::Down,
+                comment: Some("wrong".into())
+            })
+        );
+        assert_eq!(
+            widget(r#"{"type":"rate_conversation","score":5}"#),
+            Ok(WidgetFrame::RateConversation {
+                score: CsatScore::try_from(5).expect("in range"),
+                comment: None
+            })
+        );
+        for bad in [
+            r#"{"type":"rate_answer","seq":4,"rating":"meh"}"#,
+            r#"{"type":"rate_answer","rating":"up"}"#,
+            r#"{"type":"rate_conversation","score":0}"#,
+            r#"{"type":"rate_conversation","score":6}"#,
+            r#"{"type":"rate_conversation","score":"5"}"#,
+        ] {
+            assert_eq!(
+                widget(bad).map_err(|e| e.code),
+                Err(ErrorCode::InvalidFrame),
+                "{bad}"
+            );
+        }
+        let rated = ServerFrame::Rated {
+            kind: FeedbackKind::Answer,
+            seq: Some(4),
+        };
+        assert_eq!(
+            rated.to_json(),
+            r#"{"type":"rated","kind":"answer","seq":4}"#
         );
     }
 

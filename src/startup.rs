@@ -10,8 +10,9 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
+use crate::ai::{AiError, Engine};
 use crate::auth::{VisitorTokens, generate_secret};
-use crate::automation::{Desk, RuleBook, RuleBookError};
+use crate::automation::{Bot, Desk, RuleBook, RuleBookError};
 use crate::chat::Chat;
 use crate::cluster::{self, PgBackplane, ReplicaId};
 use crate::config::Settings;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub chat: Chat,
     pub desk: Desk,
+    /// The bot, when the AI engine is enabled.
+    pub bot: Option<Bot>,
     pub visitor_tokens: VisitorTokens,
     pub metrics: Metrics,
     pub drain: Drain,
@@ -40,6 +43,10 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot load the escalation rules")]
     Rules(#[from] RuleBookError),
+    #[error("cannot read the knowledge base")]
+    KnowledgeBase(#[from] crate::kb::KbError),
+    #[error("cannot load the AI engine")]
+    Ai(#[from] AiError),
     #[error("cannot bind {address}")]
     Bind {
         address: String,
@@ -59,6 +66,19 @@ impl Application {
     /// Opens the database, applies migrations and binds; serving starts with
     /// [`Application::run_until_stopped`].
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let engine = if settings.ai.enabled {
+            Some(load_engine(&settings).await?)
+        } else {
+            None
+        };
+        Self::build_with(settings, engine).await
+    }
+
+    /// Like [`Self::build`], with an engine loaded beforehand (tests share one), or none.
+    pub async fn build_with(
+        settings: Settings,
+        engine: Option<Arc<Engine>>,
+    ) -> Result<Self, StartError> {
         let replica = settings.is_clustered().then(ReplicaId::random);
         let store = Store::connect_as(
             &settings.database.url,
@@ -85,8 +105,10 @@ impl Application {
                 .map_err(|e| StartError::Store(e.into()))?;
             cluster::start(backplane, chat.clone(), metrics.clone()).await;
         }
+        let desk = Desk::new(chat.clone(), rules);
         let state = AppState {
-            desk: Desk::new(chat.clone(), rules),
+            bot: engine.map(|e| Bot::new(e, chat.clone(), desk.clone(), metrics.clone())),
+            desk,
             chat,
             visitor_tokens: VisitorTokens::new(secret.as_bytes()),
             metrics,
@@ -135,6 +157,27 @@ impl Application {
         self.state.chat.store().close().await;
         result
     }
+}
+
+/// Reads the knowledge base and loads the engine on a blocking thread (a first start on new
+/// content trains the intent head and embeds the passages: seconds).
+pub async fn load_engine(settings: &Settings) -> Result<Arc<Engine>, StartError> {
+    let ai = settings.ai.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let kb = crate::kb::KnowledgeBase::read(&ai.knowledge_base)?;
+        let started = std::time::Instant::now();
+        let engine = Engine::load(&ai.engine(), &kb)?;
+        tracing::info!(
+            secs = started.elapsed().as_secs_f64(),
+            articles = kb.articles.len(),
+            intents = kb.intents.len(),
+            "AI engine ready"
+        );
+        Ok::<_, StartError>(engine)
+    })
+    .await
+    .map_err(|e| AiError::Threads(Box::new(e)))??;
+    Ok(Arc::new(loaded))
 }
 
 fn serve(listener: TcpListener, state: AppState) -> Result<Server, StartError> {

@@ -66,7 +66,7 @@ fn learns_intents_rejects_out_of_scope_and_round_trips() {
         head.scores(&refs).expect("scores"),
         "the same data and seed give the same head"
     );
-    let validation = choose_threshold(&mut head, &train_set).expect("threshold");
+    let validation = choose_threshold(&mut head, &train_set, 1.0).expect("threshold");
     assert_eq!(validation.oos_recall, Some(1.0));
 
     let metrics = evaluate(&head, &test_set).expect("evaluates");

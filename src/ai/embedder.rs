@@ -21,6 +21,11 @@ impl Embedding {
         &self.0
     }
 
+    /// An embedding read back from storage; `None` unless it has [`EMBEDDING_DIM`] components.
+    pub fn from_stored(values: Vec<f32>) -> Option<Self> {
+        (values.len() == EMBEDDING_DIM).then_some(Self(values))
+    }
+
     /// Cosine similarity in `[-1, 1]`: a dot product, since both are normalised.
     pub fn cosine(&self, other: &Embedding) -> f32 {
         self.0.iter().zip(&other.0).map(|(a, b)| a * b).sum()

@@ -34,12 +34,16 @@ pub enum AiError {
     /// The intent head failed to build, train, run, save or load.
     #[error("intent head failed")]
     Head(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The knowledge base's search index could not be built or searched.
+    #[error("search index failed")]
+    Index(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A caller passed inputs that do not fit together (e.g. texts and embeddings of
     /// different counts).
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// The embedding queue is full: callers should answer "busy" (503) rather than wait.
-    #[error("the embedding queue is full")]
+    /// The engine is at its concurrency cap or the embedding queue is full: callers should
+    /// answer "busy" (503) rather than wait.
+    #[error("the AI engine is overloaded")]
     Overloaded,
     /// The worker thread is gone (it only stops when the process is shutting down).
     #[error("the embedding worker has stopped")]

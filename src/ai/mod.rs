@@ -11,16 +11,26 @@
 //! - [`sentiment`] scores a message negative / neutral / positive (a head over the embedding,
 //!   VADER's score beside it) and follows a conversation's trend.
 //! - [`entities`] finds ids, emails, phones, amounts, dates, URLs and known names in a message.
+//! - [`retrieval`] finds knowledge-base passages with BM25 and embeddings, fused.
+//! - [`Engine`] puts them together for the conversations: `analyze` a visitor's message,
+//!   `respond` to it (answer with sources, clarifying question, or fallback).
 
 mod bert;
 mod embedder;
+mod engine;
 pub mod entities;
 mod error;
 pub mod intent;
+pub mod retrieval;
 pub mod sentiment;
 mod tokenize;
 mod worker;
 
 pub use embedder::{EMBEDDING_DIM, Embedder, EmbedderOptions, Embedding};
+pub use engine::{
+    Analysis, ConversationContext, Engine, EngineConfig, IntentGuess, Reply, ReplyKind,
+    ResponderConfig, RetrievedPassage, Source, StageTimings, SuggestedArticle, Suggestions,
+    article_link, passages,
+};
 pub use error::AiError;
 pub use worker::{EmbedHandle, WorkerConfig};

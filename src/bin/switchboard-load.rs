@@ -5,6 +5,9 @@
 //! `chat`: C conversations with T tabs each; one tab per conversation sends at a fixed total
 //! rate, the others receive; reports delivered messages/s and delivery latency percentiles.
 //! With `--peer`, the receiving tabs connect to a second replica of the same database.
+//! `bot`: C conversations each ask the bot Q questions, one after another (each waits for its
+//! answer); reports the time from a question to the bot's reply, p50/p99. The questions are
+//! ones the demo knowledge base answers, so no conversation escalates.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -72,7 +75,35 @@ enum Mode {
         #[arg(long, default_value_t = 100)]
         text_bytes: usize,
     },
+    /// Questions to the bot: visitor message to bot reply, end to end.
+    Bot {
+        /// Conversations asking at the same time.
+        #[arg(long, default_value_t = 1)]
+        conversations: usize,
+        /// Questions each conversation asks, one after the other.
+        #[arg(long, default_value_t = 200)]
+        questions: usize,
+        /// Give up waiting for one reply after this many seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
+    },
 }
+
+/// Questions the demo knowledge base answers (none asks for a person or is angry).
+const QUESTIONS: [&str; 12] = [
+    "how do I get a refund for a trip?",
+    "what payment methods do you accept?",
+    "why was I charged a cancellation fee?",
+    "I left my phone in the car",
+    "how do I add a promo code?",
+    "can I schedule a ride for tomorrow morning?",
+    "how do tips work?",
+    "where can I download a receipt for my ride?",
+    "what documents do I need to drive with you?",
+    "when do drivers get paid?",
+    "can I bring my dog on a ride?",
+    "how do I change the email on my account?",
+];
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -120,6 +151,11 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
         }
+        Mode::Bot {
+            conversations,
+            questions,
+            timeout_secs,
+        } => bot(&client, conversations.max(1), questions, timeout_secs).await,
     }
 }
 
@@ -362,6 +398,71 @@ async fn chat(
         s.latency.value_at_quantile(0.99) as f64 / 1000.0,
         s.latency.value_at_quantile(0.999) as f64 / 1000.0,
         s.latency.max() as f64 / 1000.0
+    );
+    Ok(())
+}
+
+async fn bot(
+    client: &Client,
+    conversations: usize,
+    questions: usize,
+    timeout_secs: u64,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let runs = futures_util::future::join_all((0..conversations).map(|c| {
+        let client = client.clone();
+        async move {
+            let (mut ws, _) = client.widget(None).await?;
+            let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
+            for q in 0..questions {
+                let text = QUESTIONS[(c + q) % QUESTIONS.len()];
+                let frame = json!({"type": "message", "client_id": format!("q{q}"), "text": text});
+                let sent = Instant::now();
+                ws.send(Message::text(frame.to_string())).await?;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_secs);
+                loop {
+                    let next = tokio::time::timeout_at(deadline, ws.next())
+                        .await
+                        .context("no bot reply in time")?
+                        .context("socket closed")??;
+                    let Message::Text(t) = next else { continue };
+                    let v: Value = serde_json::from_str(&t)?;
+                    if v["type"] == "state" && v["state"] != "bot" {
+                        bail!("conversation {c} escalated at question {q} ({text})");
+                    }
+                    if v["type"] == "message" && v["author"] == "bot" {
+                        latency.record(sent.elapsed().as_micros().max(1) as u64)?;
+                        let kind = v["reply"]["kind"].as_str().unwrap_or("?").to_owned();
+                        *kinds.entry(kind).or_default() += 1;
+                        break;
+                    }
+                }
+            }
+            anyhow::Ok((latency, kinds))
+        }
+    }))
+    .await;
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
+    for run in runs {
+        let (h, k) = run?;
+        latency.add(&h)?;
+        for (kind, n) in k {
+            *kinds.entry(kind).or_default() += n;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "bot replies: {} in {secs:.1} s ({:.0}/s) over {conversations} conversations; kinds: {kinds:?}",
+        latency.len(),
+        latency.len() as f64 / secs
+    );
+    println!(
+        "question to reply: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        latency.value_at_quantile(0.5) as f64 / 1000.0,
+        latency.value_at_quantile(0.99) as f64 / 1000.0,
+        latency.max() as f64 / 1000.0
     );
     Ok(())
 }

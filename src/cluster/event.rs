@@ -67,6 +67,9 @@ pub enum Event {
         owner: Option<AgentId>,
         frame: String,
     },
+    /// The bot handed a conversation to the queue; receivers read the summary (too large for
+    /// a payload) and give it to their agent feeds.
+    Handoff { conversation_id: ConversationId },
 }
 
 /// The parts of a stored message that its `seq` and conversation do not say.

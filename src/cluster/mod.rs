@@ -115,6 +115,11 @@ async fn apply(chat: &Chat, event: Event) -> Result<(), StoreError> {
             owner,
             frame,
         } => chat.relay_here(conversation_id, owner, frame).await,
+        Event::Handoff { conversation_id } => {
+            if let Some(summary) = chat.store().handoff(conversation_id).await? {
+                chat.handoff_here(conversation_id, &summary).await;
+            }
+        }
     }
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! The product's vocabulary as types that cannot hold an invalid value: ids, states, roles,
 //! message text and client ids. Pure: no I/O, no framework.
 
+mod feedback;
 mod ids;
 mod text;
 
+pub use feedback::{AnswerRating, CsatScore, FeedbackKind};
 pub use ids::{AgentId, ConversationId, VisitorId};
 pub use text::{ClientId, MessageText, TextError};
 

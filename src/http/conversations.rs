@@ -11,7 +11,7 @@ use crate::domain::{
     MessageText, TextError,
 };
 use crate::startup::AppState;
-use crate::store::{Appended, ConversationFilter, Cursor, NewMessage, RecordedFiring};
+use crate::store::{Appended, ConversationFilter, Cursor, Feedback, NewMessage, RecordedFiring};
 
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 500;
@@ -36,7 +36,7 @@ pub struct ConversationList {
     next_cursor: Option<String>,
 }
 
-fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
+pub(super) fn page_size(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit.unwrap_or(DEFAULT_PAGE) {
         n @ 1..=MAX_PAGE => Ok(n),
         _ => Err(ApiError::BadRequest(format!(
@@ -118,6 +118,8 @@ pub struct ConversationView {
     handoff: Option<serde_json::Value>,
     /// Every escalation rule that fired, with its reason and the message that triggered it.
     escalations: Vec<RecordedFiring>,
+    /// The visitor's ratings of bot answers and of the conversation, oldest first.
+    feedback: Vec<Feedback>,
 }
 
 /// One conversation.
@@ -137,6 +139,7 @@ pub async fn get_one(
     Ok(web::Json(ConversationView {
         handoff: store.handoff(conversation.id).await?,
         escalations: store.firings(conversation.id).await?,
+        feedback: store.feedback_of(conversation.id).await?,
         conversation,
     }))
 }
@@ -229,6 +232,7 @@ pub async fn post_message(
         author_id: Some(me.id.to_string()),
         text,
         client_id: Some(client_id),
+        analysis: None,
     };
     Ok(match state.chat.post(new, None).await? {
         Appended::New { message, .. } => HttpResponse::Created().json(message),

@@ -2,9 +2,12 @@
 //! OpenAPI document, and request metrics by route pattern. Maps every error in one place.
 
 mod agents;
+mod analytics;
+mod assist;
 mod auth;
 mod conversations;
 mod error;
+mod feedback;
 mod ops;
 mod privacy;
 mod routing;
@@ -36,6 +39,7 @@ const MAX_JSON_BODY: usize = 64 * 1024;
         privacy::export, privacy::erase, privacy::audit,
         routing::queue, routing::assign, routing::transfer, routing::hand_back,
         rules::list, rules::get_one, rules::create, rules::replace, rules::remove,
+        feedback::list, analytics::summary, assist::suggestions,
     ),
     modifiers(&BearerAuth),
     servers((url = "/api/v1"))
@@ -96,7 +100,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(rules::get_one)
             .service(rules::create)
             .service(rules::replace)
-            .service(rules::remove),
+            .service(rules::remove)
+            .service(feedback::list)
+            .service(analytics::summary)
+            .service(assist::suggestions),
     );
 }
 

@@ -33,6 +33,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     pool.with_label_values(&["idle"]).set(idle as i64);
     pool.with_label_values(&["in_use"])
         .set(i64::from(size) - idle as i64);
+    match state.chat.store().queue_depth().await {
+        Ok(depth) => state.metrics.queue_depth.set(depth),
+        Err(e) => tracing::warn!(error = ?e, "queue depth not read"),
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())

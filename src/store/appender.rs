@@ -120,11 +120,11 @@ impl Store {
             .collect();
         if !stored.is_empty() {
             let rows = (0..stored.len())
-                .map(|k| format!("({})", placeholders(1 + k * 7, 7)))
+                .map(|k| format!("({})", placeholders(1 + k * 8, 8)))
                 .collect::<Vec<_>>()
                 .join(", ");
             let mut insert = sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO messages (conversation_id, seq, author, author_id, text, client_id, created_at) VALUES {rows}"
+                "INSERT INTO messages (conversation_id, seq, author, author_id, text, client_id, analysis, created_at) VALUES {rows}"
             )));
             for (i, seq) in &stored {
                 let new = batch[*i];
@@ -135,6 +135,7 @@ impl Store {
                     .bind(new.author_id.clone())
                     .bind(new.text.as_str())
                     .bind(new.client_id.as_ref().map(|c| c.as_str().to_string()))
+                    .bind(new.analysis.as_ref().map(|a| a.to_string()))
                     .bind(now);
             }
             insert.execute(&mut *tx).await?;

@@ -17,6 +17,8 @@ pub struct NewMessage {
     pub author_id: Option<String>,
     pub text: MessageText,
     pub client_id: Option<ClientId>,
+    /// Stored with the message: for a bot's reply, what it answered and from which sources.
+    pub analysis: Option<serde_json::Value>,
 }
 
 impl NewMessage {
@@ -29,7 +31,7 @@ impl NewMessage {
             author_id: self.author_id.clone(),
             text: self.text.as_str().to_string(),
             client_id: self.client_id.as_ref().map(|c| c.as_str().to_string()),
-            analysis: None,
+            analysis: self.analysis.clone(),
             sent_at,
         }
     }
@@ -126,8 +128,8 @@ impl Store {
         let owner: Option<AgentId> = parse_opt_col(&bumped, "assignee_id")?;
         let stored = new.stored(seq, from_ms(now)?);
         sqlx::query(
-            "INSERT INTO messages (conversation_id, seq, author, author_id, text, client_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO messages (conversation_id, seq, author, author_id, text, client_id, analysis, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&conversation)
         .bind(seq)
@@ -135,6 +137,7 @@ impl Store {
         .bind(new.author_id.clone())
         .bind(new.text.as_str())
         .bind(stored.client_id.clone())
+        .bind(new.analysis.as_ref().map(|a| a.to_string()))
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -169,6 +172,45 @@ impl Store {
         .fetch_optional(&self.writer)
         .await?;
         row.as_ref().map(message).transpose()
+    }
+
+    /// Stores what the engine found in a message, once it has analysed it.
+    pub async fn set_analysis(
+        &self,
+        conversation: ConversationId,
+        seq: i64,
+        analysis: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let done = sqlx::query(
+            "UPDATE messages SET analysis = $1 WHERE conversation_id = $2 AND seq = $3",
+        )
+        .bind(analysis.to_string())
+        .bind(conversation.to_string())
+        .bind(seq)
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("message"));
+        }
+        Ok(())
+    }
+
+    /// The last `limit` messages of a conversation, oldest first.
+    pub async fn recent_messages(
+        &self,
+        conversation: ConversationId,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM messages WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2"
+        )))
+        .bind(conversation.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        let mut messages = rows.iter().map(message).collect::<Result<Vec<_>, _>>()?;
+        messages.reverse();
+        Ok(messages)
     }
 
     /// Messages with `seq > after_seq`, oldest first, at most `limit`.

@@ -3,9 +3,11 @@
 //! checked at run time; each backend has its own migrations folder.
 
 mod agents;
+mod analytics;
 mod appender;
 mod cluster;
 mod conversations;
+mod feedback;
 mod messages;
 mod privacy;
 mod routing;
@@ -13,7 +15,9 @@ mod rules;
 mod settings;
 
 pub use agents::NewAgent;
+pub use analytics::{ConversationFacts, FeedbackTotals, RuleFirings};
 pub use conversations::{ConversationFilter, ConversationPage, Cursor};
+pub use feedback::{Feedback, FeedbackCursor, FeedbackFilter, FeedbackPage, RateError};
 pub use messages::{Appended, NewMessage};
 pub use privacy::{AuditEntry, ConversationExport, Removed, VisitorExport};
 pub use routing::{AgentLoad, Escalation};

@@ -2,11 +2,10 @@
 //! than the retention period, and the audit log that records each of these.
 
 use serde::Serialize;
-use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use utoipa::ToSchema;
 
-use super::{Store, StoreError, from_ms, now_ms};
+use super::{Feedback, Store, StoreError, from_ms, now_ms};
 use crate::domain::{Conversation, Message, VisitorId};
 
 /// Everything stored about one visitor.
@@ -23,8 +22,7 @@ pub struct VisitorExport {
 pub struct ConversationExport {
     pub conversation: Conversation,
     pub messages: Vec<Message>,
-    #[schema(value_type = Vec<Object>)]
-    pub feedback: Vec<serde_json::Value>,
+    pub feedback: Vec<Feedback>,
 }
 
 /// How much a deletion or purge removed.
@@ -53,16 +51,6 @@ enum Arg {
     Int(i64),
 }
 
-fn feedback(row: &AnyRow) -> Result<serde_json::Value, StoreError> {
-    Ok(serde_json::json!({
-        "message_seq": row.try_get::<Option<i64>, _>("message_seq")?,
-        "kind": row.try_get::<String, _>("kind")?,
-        "rating": row.try_get::<i64, _>("rating")?,
-        "comment": row.try_get::<Option<String>, _>("comment")?,
-        "created_at": from_ms(row.try_get("created_at")?)?,
-    }))
-}
-
 impl Store {
     pub async fn export_visitor(&self, visitor: VisitorId) -> Result<VisitorExport, StoreError> {
         let row = sqlx::query("SELECT attributes, created_at FROM visitors WHERE id = $1")
@@ -84,16 +72,7 @@ impl Store {
                 .map_err(|_| StoreError::Corrupt(format!("conversation id {id:?}")))?;
             let conversation = self.conversation(id).await?;
             let messages = self.messages_after(id, 0, u32::MAX).await?;
-            let feedback = sqlx::query(
-                "SELECT message_seq, kind, rating, comment, created_at FROM feedback \
-                 WHERE conversation_id = $1 ORDER BY created_at, id",
-            )
-            .bind(id.to_string())
-            .fetch_all(&self.reader)
-            .await?
-            .iter()
-            .map(feedback)
-            .collect::<Result<_, _>>()?;
+            let feedback = self.feedback_of(id).await?;
             conversations.push(ConversationExport {
                 conversation,
                 messages,

@@ -65,6 +65,35 @@ impl Store {
         }
     }
 
+    /// Merges tags into a conversation and raises its priority to at least `priority`.
+    pub async fn annotate_conversation(
+        &self,
+        id: ConversationId,
+        tags: &[String],
+        priority: Option<i64>,
+    ) -> Result<Conversation, StoreError> {
+        let current = self.conversation(id).await?;
+        let mut merged = current.tags.clone();
+        for tag in tags {
+            if !merged.contains(tag) {
+                merged.push(tag.clone());
+            }
+        }
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE conversations SET tags = $1, priority = $2, updated_at = $3 \
+             WHERE id = $4 RETURNING {COLUMNS}"
+        )))
+        .bind(to_json(&merged)?)
+        .bind(priority.map_or(current.priority, |p| current.priority.max(p)))
+        .bind(now_ms())
+        .bind(id.to_string())
+        .fetch_optional(&self.writer)
+        .await?;
+        row.as_ref()
+            .map(conversation)
+            .ok_or(StoreError::NotFound("conversation"))?
+    }
+
     /// The handoff summary stored when the conversation was escalated.
     pub async fn handoff(
         &self,

@@ -3,6 +3,7 @@
 //! queue from the hub, and a heartbeat. The only module besides `http` that knows actix.
 
 mod agent;
+mod feedback;
 mod socket;
 mod widget;
 

@@ -5,6 +5,7 @@ use actix_ws::AggregatedMessageStream;
 use governor::DefaultDirectRateLimiter;
 use tokio::sync::mpsc;
 
+use super::feedback::Rating;
 use super::socket::{
     EPHEMERAL_RATE_FACTOR, Ending, Handler, Socket, await_hello, limiter, pump, refuse,
 };
@@ -15,7 +16,7 @@ use crate::protocol::{
     ErrorCode, FrameError, MessageFrame, PROTOCOL_VERSION, ServerFrame, WidgetFrame, close,
 };
 use crate::startup::AppState;
-use crate::store::{NewMessage, StoreError};
+use crate::store::{Appended, NewMessage, StoreError};
 
 /// Messages read from the database per page when replaying.
 const REPLAY_PAGE: u32 = 500;
@@ -278,9 +279,13 @@ impl<'a> Widget<'a> {
             author_id: Some(self.visitor.to_string()),
             text,
             client_id: Some(client),
+            analysis: None,
         };
         match self.state.chat.post(new, Some(self.conn)).await {
             Ok(appended) => {
+                if let (Some(bot), Appended::New { message, .. }) = (&self.state.bot, &appended) {
+                    bot.heard(message.clone());
+                }
                 let seq = appended.message().seq;
                 if seq > self.last_delivered {
                     self.own.push(seq);
@@ -301,6 +306,23 @@ impl<'a> Widget<'a> {
                 tracing::error!(error = ?e, "storing a visitor message failed");
                 socket.error(&internal(), Some(&client_id)).await
             }
+        }
+    }
+
+    /// Ratings count against the chat message rate: each is a write.
+    async fn rate(
+        &mut self,
+        socket: &mut Socket,
+        rating: Rating,
+        comment: Option<String>,
+    ) -> Result<(), Ending> {
+        if self.messages.check().is_err() {
+            let e = FrameError::new(ErrorCode::RateLimited, "too many frames; slow down");
+            return socket.error(&e, None).await;
+        }
+        match super::feedback::rate(self.state, self.conversation, rating, comment).await {
+            Ok(rated) => socket.frame(&rated).await,
+            Err(e) => socket.error(&e, None).await,
         }
     }
 
@@ -343,6 +365,18 @@ impl Handler for Widget<'_> {
                     on,
                 };
                 self.relay(socket, frame).await
+            }
+            Ok(WidgetFrame::RateAnswer {
+                seq,
+                rating,
+                comment,
+            }) => {
+                self.rate(socket, Rating::Answer { seq, rating }, comment)
+                    .await
+            }
+            Ok(WidgetFrame::RateConversation { score, comment }) => {
+                self.rate(socket, Rating::Conversation(score), comment)
+                    .await
             }
             Ok(WidgetFrame::Read { seq }) => {
                 let frame = ServerFrame::Read {

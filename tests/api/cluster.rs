@@ -46,6 +46,8 @@ impl Replica {
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("DATABASE_URL", database_url)
             .env("SWITCHBOARD_CLUSTER__MODE", "on")
+            // The relay across replicas is under test; a bot would add its replies.
+            .env("SWITCHBOARD_AI__ENABLED", "false")
             .env("SWITCHBOARD_SERVER__PORT", port.to_string())
             .env("SWITCHBOARD_SERVER__WORKERS", "2")
             .env("SWITCHBOARD_SERVER__SHUTDOWN_TIMEOUT_SECS", "1")

@@ -75,6 +75,7 @@ async fn sigterm_drains_the_binary_and_keeps_every_message(backend: Backend) {
         .env("SWITCHBOARD_SERVER__PORT", port.to_string())
         .env("SWITCHBOARD_SERVER__SHUTDOWN_TIMEOUT_SECS", "5")
         .env("SWITCHBOARD_LOG__LEVEL", "warn")
+        .env("SWITCHBOARD_AI__ENABLED", "false")
         .stdout(Stdio::null())
         .spawn()
         .expect("the binary starts");

@@ -1,14 +1,17 @@
 //! The test harness: boots the real server on a random port with a fresh database (a temp
 //! SQLite file, or a new PostgreSQL database), and speaks to it over real sockets.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use sqlx::Connection;
+use switchboard::ai::Engine;
 use switchboard::config::Settings;
-use switchboard::domain::{Agent, AgentRole};
+use switchboard::domain::{Agent, AgentRole, AuthorRole, MessageText};
 use switchboard::startup::{AppState, Application};
+use switchboard::store::NewMessage;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -100,7 +103,32 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.database.max_connections = 5;
     settings.websocket.messages_per_second = 1000;
     settings.websocket.message_burst = 1000;
+    settings.ai.enabled = false;
+    settings.ai.cache_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cache");
     settings
+}
+
+/// One engine for the whole test binary: loading it takes a second or two (longer on a first
+/// run, which trains the intent head), and it holds no per-test state.
+async fn shared_engine(settings: &Settings) -> Arc<Engine> {
+    static ENGINE: tokio::sync::OnceCell<Arc<Engine>> = tokio::sync::OnceCell::const_new();
+    ENGINE
+        .get_or_init(|| async {
+            switchboard::startup::load_engine(settings)
+                .await
+                .expect("the AI engine loads from models/ and knowledge-base/")
+        })
+        .await
+        .clone()
+}
+
+/// A server with the bot on: the real engine on the demo knowledge base.
+pub async fn spawn_bot_app(backend: Backend) -> TestApp {
+    let db = TestDatabase::new(backend).await;
+    let mut settings = test_settings(&db.url);
+    settings.ai.enabled = true;
+    let engine = shared_engine(&settings).await;
+    start_with(db, settings, Some(engine)).await
 }
 
 /// A running server and what a test needs to talk to it.
@@ -139,8 +167,17 @@ fn init_logs() {
 }
 
 async fn start(db: TestDatabase, settings: Settings) -> TestApp {
+    let engine = if settings.ai.enabled {
+        Some(shared_engine(&settings).await)
+    } else {
+        None
+    };
+    start_with(db, settings, engine).await
+}
+
+async fn start_with(db: TestDatabase, settings: Settings, engine: Option<Arc<Engine>>) -> TestApp {
     init_logs();
-    let app = Application::build(settings.clone())
+    let app = Application::build_with(settings.clone(), engine)
         .await
         .expect("the server starts");
     let port = app.port();
@@ -269,6 +306,38 @@ impl TestApp {
             .await;
         ws.expect("welcome").await;
         ws
+    }
+
+    /// Stores a bot message in a conversation, as the bot does, through the library's `Chat`;
+    /// returns its `seq`.
+    pub async fn bot_says(&self, conversation: &str, text: &str) -> i64 {
+        let new = NewMessage {
+            conversation_id: conversation.parse().expect("a conversation id"),
+            author: AuthorRole::Bot,
+            author_id: None,
+            text: MessageText::parse(text.into(), 4096).expect("valid bot text"),
+            client_id: None,
+            analysis: None,
+        };
+        self.state
+            .chat
+            .post(new, None)
+            .await
+            .expect("bot message stored")
+            .message()
+            .seq
+    }
+
+    /// Runs SQL straight on the test database: to pin event times to a scripted timeline.
+    pub async fn sql(&self, statements: &str) {
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.db.url)
+            .await
+            .expect("connect to the test database");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statements.to_owned()))
+            .execute(&mut conn)
+            .await
+            .expect("test SQL runs");
     }
 
     pub async fn metric(&self, name_and_labels: &str) -> f64 {

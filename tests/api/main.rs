@@ -3,9 +3,12 @@
 mod helpers;
 
 mod agent_api;
+mod analytics;
 mod bad_input;
+mod bot;
 mod cluster;
 mod drain;
+mod feedback;
 mod ops;
 mod privacy;
 mod realtime;

@@ -86,8 +86,16 @@ async fn health_ready_metrics_and_openapi(backend: Backend) {
         "/conversations/{id}/messages",
         "/conversations/{id}/claim",
         "/agents/me/status",
+        "/feedback",
+        "/analytics/summary",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    for schema in ["Feedback", "Summary", "Durations"] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} documented"
+        );
     }
 }
 

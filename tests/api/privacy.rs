@@ -29,6 +29,11 @@ async fn admins_export_and_delete_a_visitor(backend: Backend) {
             .await;
         widget.expect("ack").await;
     }
+    let answer = app.bot_says(&conversation, "I can help with that").await;
+    widget
+        .send(json!({"type": "rate_answer", "seq": answer, "rating": "up"}))
+        .await;
+    widget.expect("rated").await;
     let path = format!("/api/v1/conversations/{conversation}");
     app.post(&format!("{path}/claim"), Some(&admin_token), json!({}))
         .await;
@@ -67,8 +72,16 @@ async fn admins_export_and_delete_a_visitor(backend: Backend) {
         .collect();
     assert_eq!(
         texts,
-        vec!["my email is a@b.example", "please forget me", "done"]
+        vec![
+            "my email is a@b.example",
+            "please forget me",
+            "I can help with that",
+            "done"
+        ]
     );
+    let feedback = &export["conversations"][0]["feedback"];
+    assert_eq!(feedback[0]["message_seq"], answer);
+    assert_eq!(feedback[0]["rating"], "up");
 
     let erase = app
         .http
@@ -83,7 +96,18 @@ async fn admins_export_and_delete_a_visitor(backend: Backend) {
         .expect("json");
     assert_eq!(
         removed,
-        json!({"visitors": 1, "conversations": 1, "messages": 3})
+        json!({"visitors": 1, "conversations": 1, "messages": 4})
+    );
+    let feedback: Value = app
+        .get("/api/v1/feedback", Some(&admin_token))
+        .await
+        .json()
+        .await
+        .expect("feedback list");
+    assert_eq!(
+        feedback["items"],
+        json!([]),
+        "the visitor's ratings went too"
     );
     assert_eq!(
         app.get(&export_path, Some(&admin_token)).await.status(),

@@ -49,6 +49,7 @@ async fn messages_get_consecutive_seq_and_dedupe(backend: Backend) {
         author_id: Some(visitor.to_string()),
         text: text(t),
         client_id: Some(ClientId::parse(client.to_string()).expect("client id")),
+        analysis: None,
     };
     for i in 1..=5 {
         let appended = store
@@ -274,6 +275,7 @@ async fn concurrent_appends_across_conversations_are_batched_correctly(backend: 
                     author_id: None,
                     text: text(&format!("conversation {c} message {i}")),
                     client_id: Some(ClientId::parse(format!("m{i}")).expect("client id")),
+                    analysis: None,
                 };
                 let appended = store.append_message(&new).await.expect("append");
                 assert!(

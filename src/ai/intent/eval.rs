@@ -27,27 +27,54 @@ pub fn evaluate(head: &IntentHead, examples: &[(Embedding, String)]) -> Result<M
     Ok(metrics_at(head, &scores, examples))
 }
 
-/// Picks the confidence threshold that maximises the mean of in-scope accuracy and
-/// out-of-scope recall on validation data (which must contain out-of-scope examples, or the
-/// best threshold is trivially 0), sets it on `head`, and returns the validation figures.
+/// Picks the out-of-scope threshold on validation data (which must contain out-of-scope
+/// examples), sets it on `head`, and returns the validation figures at it: the lowest
+/// threshold whose out-of-scope recall reaches `min_oos_recall` (the lowest keeps the most
+/// in-scope answers), or, when no threshold reaches it, the one with the best mean of
+/// in-scope accuracy and out-of-scope recall.
 pub fn choose_threshold(
     head: &mut IntentHead,
     validation: &[(Embedding, String)],
+    min_oos_recall: f32,
 ) -> Result<Metrics, AiError> {
     let scores = scores(head, validation)?;
-    let mut best: Option<(f64, f32, Metrics)> = None;
-    for step in 0..100 {
-        let threshold = step as f32 / 100.0;
+    let mut tried = Vec::with_capacity(200);
+    for step in 0..200 {
+        let threshold = step as f32 / 200.0;
         head.set_threshold(threshold, None);
-        let m = metrics_at(head, &scores, validation);
-        let balanced = (m.in_scope_accuracy + m.oos_recall.unwrap_or(0.0)) / 2.0;
-        if best.as_ref().is_none_or(|(b, _, _)| balanced > *b) {
-            best = Some((balanced, threshold, m));
-        }
+        tried.push((threshold, metrics_at(head, &scores, validation)));
     }
-    let (_, threshold, figures) = best.expect("the loop above tries at least one threshold");
+    let reaching = tried
+        .iter()
+        .find(|(_, m)| m.oos_recall.unwrap_or(0.0) >= f64::from(min_oos_recall));
+    let balanced = |m: &Metrics| (m.in_scope_accuracy + m.oos_recall.unwrap_or(0.0)) / 2.0;
+    let (threshold, figures) = reaching
+        .or_else(|| {
+            tried
+                .iter()
+                .max_by(|a, b| balanced(&a.1).total_cmp(&balanced(&b.1)))
+        })
+        .cloned()
+        .expect("the loop above tries 200 thresholds");
     head.set_threshold(threshold, Some(figures.clone()));
     Ok(figures)
+}
+
+impl Metrics {
+    /// One line of the figures, in percent.
+    pub fn render(&self) -> String {
+        let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+        let opt = |x: Option<f64>| x.map_or("n/a".to_owned(), pct);
+        format!(
+            "{} examples: accuracy {}, macro-F1 {}, in-scope accuracy {}, OOS recall {}, OOS precision {}",
+            self.examples,
+            pct(self.accuracy),
+            pct(self.macro_f1),
+            pct(self.in_scope_accuracy),
+            opt(self.oos_recall),
+            opt(self.oos_precision)
+        )
+    }
 }
 
 fn scores(

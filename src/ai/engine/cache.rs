@@ -1,0 +1,96 @@
+//! Files derived from the knowledge base, kept under the cache directory and named by a hash
+//! of what they were derived from: a stale file is never read, only replaced. Writes go to a
+//! temporary name first and are renamed into place, so a crash or a second process starting at
+//! the same moment never leaves half a file under the real name.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::ai::intent::IntentHead;
+use crate::ai::{AiError, EMBEDDING_DIM, Embedding};
+
+const HEAD_DIR: &str = "intent-head";
+const HEAD_NAME: &str = "kb-intents";
+
+/// The cached head, if it was trained on data with this hash.
+pub(super) fn load_head(cache: &Path, hash: &str) -> Option<IntentHead> {
+    let head = IntentHead::load(&cache.join(HEAD_DIR), HEAD_NAME).ok()?;
+    (head.info().data_hash == hash).then_some(head)
+}
+
+pub(super) fn save_head(cache: &Path, head: &IntentHead) -> Result<(), AiError> {
+    let staging = temporary(&cache.join(HEAD_DIR));
+    head.save(&staging, HEAD_NAME)?;
+    let dir = cache.join(HEAD_DIR);
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    for ext in ["safetensors", "json"] {
+        let file = format!("{HEAD_NAME}.{ext}");
+        std::fs::rename(staging.join(&file), dir.join(&file)).map_err(io(&dir))?;
+    }
+    std::fs::remove_dir_all(&staging).map_err(io(&staging))
+}
+
+fn embeddings_path(cache: &Path, texts: &[String]) -> PathBuf {
+    let mut hasher = Sha256::new();
+    for text in texts {
+        hasher.update(text.as_bytes());
+        hasher.update([0x1e]);
+    }
+    let hash: String = hasher.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    cache.join(format!("passages-{hash}.f32"))
+}
+
+/// The cached embeddings of exactly these texts, if there are.
+pub(super) fn load_embeddings(cache: &Path, texts: &[String]) -> Option<Vec<Embedding>> {
+    let bytes = std::fs::read(embeddings_path(cache, texts)).ok()?;
+    if bytes.len() != texts.len() * EMBEDDING_DIM * 4 {
+        return None;
+    }
+    bytes
+        .chunks_exact(EMBEDDING_DIM * 4)
+        .map(|row| {
+            Embedding::from_stored(
+                row.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+pub(super) fn save_embeddings(
+    cache: &Path,
+    texts: &[String],
+    embeddings: &[Embedding],
+) -> Result<(), AiError> {
+    std::fs::create_dir_all(cache).map_err(io(cache))?;
+    let path = embeddings_path(cache, texts);
+    let bytes: Vec<u8> = embeddings
+        .iter()
+        .flat_map(|e| e.as_slice())
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let staging = temporary(&path);
+    std::fs::write(&staging, bytes).map_err(io(&staging))?;
+    std::fs::rename(&staging, &path).map_err(io(&path))
+}
+
+/// A name beside `path` that no other process uses.
+fn temporary(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    ));
+    path.with_file_name(name)
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AiError {
+    let path = path.to_owned();
+    move |source| AiError::ModelIo { path, source }
+}

@@ -1,0 +1,376 @@
+//! The engine the conversations use: one `analyze` per visitor message (embedding, intent
+//! with out-of-scope, sentiment, entities, retrieval hits) and one `respond` that turns an
+//! analysis into the bot's reply. Built once at start from the models and the knowledge base;
+//! what is derived from the knowledge base (the intent head, the passages' embeddings) is
+//! cached on disk under a hash of its input, so a restart on unchanged content trains nothing.
+
+mod cache;
+mod responder;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+pub use self::responder::{ConversationContext, Reply, ReplyKind, ResponderConfig, Source};
+use super::entities::{Entity, EntityConfig, EntityExtractor, Gazetteer};
+use super::intent::{IntentHead, LabelledText, TrainOptions, data_hash, embed_examples};
+use super::retrieval::{Fusion, Passage, Retriever};
+use super::sentiment::{Sentiment, SentimentScore};
+use super::{AiError, EmbedHandle, Embedder, EmbedderOptions, WorkerConfig};
+use crate::kb::KnowledgeBase;
+
+/// Passages returned with an analysis.
+const HITS: usize = 5;
+
+/// Where the engine's files are and how much it may take on.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// `minilm/` and `sentiment/` live here.
+    pub models_dir: PathBuf,
+    /// Where derived files (the trained intent head, passage embeddings) are kept.
+    pub cache_dir: PathBuf,
+    /// Analyses running or waiting for the embedder at once; one more is refused with
+    /// [`AiError::Overloaded`].
+    pub max_in_flight: usize,
+    /// Intent confidence below which a message is out of scope.
+    pub intent_threshold: f32,
+    pub responder: ResponderConfig,
+    pub fusion: Fusion,
+    pub worker: WorkerConfig,
+    /// Threads of the embedder's own pool (0: one per CPU).
+    pub threads: usize,
+}
+
+/// The intent the head chose for a message.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct IntentGuess {
+    /// The best intent, even when it was not accepted.
+    pub name: String,
+    pub confidence: f32,
+    /// True when the confidence is under the threshold (or the best label is out of scope).
+    pub out_of_scope: bool,
+    /// The second-best intent and its probability, for clarifying questions.
+    pub runner_up: Option<(String, f32)>,
+}
+
+/// A knowledge-base passage found for a message.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RetrievedPassage {
+    pub id: String,
+    pub title: String,
+    pub link: Option<String>,
+    pub text: String,
+    pub score: f32,
+    pub dense: f32,
+}
+
+/// Milliseconds per stage of one analysis.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StageTimings {
+    pub embed_ms: f64,
+    pub intent_ms: f64,
+    pub sentiment_ms: f64,
+    pub entities_ms: f64,
+    pub retrieval_ms: f64,
+}
+
+/// Everything the engine understood of one message.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Analysis {
+    pub intent: IntentGuess,
+    pub sentiment: SentimentScore,
+    pub entities: Vec<Entity>,
+    pub passages: Vec<RetrievedPassage>,
+    #[serde(skip)]
+    pub timings: StageTimings,
+}
+
+impl Analysis {
+    /// The accepted intent, `None` when out of scope.
+    pub fn intent(&self) -> Option<&str> {
+        (!self.intent.out_of_scope).then_some(self.intent.name.as_str())
+    }
+}
+
+/// An article worth showing an agent, with its retrieval score.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct SuggestedArticle {
+    pub title: String,
+    pub link: String,
+    pub score: f32,
+}
+
+/// What agent assist offers for a visitor's message.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Suggestions {
+    /// Replies the agent could send, best first.
+    pub replies: Vec<Reply>,
+    /// Articles on the topic, best first.
+    pub articles: Vec<SuggestedArticle>,
+}
+
+/// The loaded engine. Share it behind an `Arc`.
+pub struct Engine {
+    embed: EmbedHandle,
+    intents: IntentHead,
+    threshold: f32,
+    sentiment: Sentiment,
+    entities: EntityExtractor,
+    retriever: Retriever,
+    knowledge: Knowledge,
+    permits: Arc<Semaphore>,
+    responder: ResponderConfig,
+}
+
+/// What the responder needs of the knowledge base.
+struct Knowledge {
+    intents: HashMap<String, crate::kb::Intent>,
+    /// Article id → (title, link).
+    articles: HashMap<String, (String, String)>,
+}
+
+/// The link an answer gives for an article.
+pub fn article_link(id: &str) -> String {
+    format!("/help/{id}")
+}
+
+/// The knowledge base's sections as retrievable passages, in a stable order.
+pub fn passages(kb: &KnowledgeBase) -> Vec<Passage> {
+    kb.articles
+        .iter()
+        .flat_map(|article| {
+            article
+                .sections()
+                .into_iter()
+                .enumerate()
+                .map(move |(i, section)| {
+                    let title = if section.heading == article.title {
+                        article.title.clone()
+                    } else {
+                        format!("{}: {}", article.title, section.heading)
+                    };
+                    Passage {
+                        id: format!("{}#{i}", article.id),
+                        title,
+                        text: section.text,
+                        link: Some(article_link(&article.id)),
+                    }
+                })
+        })
+        .collect()
+}
+
+impl Engine {
+    /// Loads the models, then trains (or loads from the cache) the intent head and embeds (or
+    /// loads) the passages of `kb`. Blocks for as long as that takes: call it before serving.
+    pub fn load(config: &EngineConfig, kb: &KnowledgeBase) -> Result<Self, AiError> {
+        let options = if config.threads == 0 {
+            EmbedderOptions::default()
+        } else {
+            EmbedderOptions {
+                threads: config.threads,
+            }
+        };
+        let embedder = Embedder::load(config.models_dir.join("minilm"), options)?;
+        let sentiment = Sentiment::load(config.models_dir.join("sentiment"))?;
+
+        let examples: Vec<LabelledText> = kb
+            .intent_examples()
+            .into_iter()
+            .map(|(text, label)| LabelledText { text, label })
+            .collect();
+        let hash = data_hash(&examples);
+        let intents = match cache::load_head(&config.cache_dir, &hash) {
+            Some(head) => head,
+            None => {
+                let started = Instant::now();
+                let embedded = embed_examples(&embedder, &examples)?;
+                let head = IntentHead::train(&embedded, hash, TrainOptions::default())?;
+                tracing::info!(
+                    intents = head.info().labels.len(),
+                    examples = examples.len(),
+                    secs = started.elapsed().as_secs_f64(),
+                    "trained the intent head on the knowledge base"
+                );
+                cache::save_head(&config.cache_dir, &head)?;
+                head
+            }
+        };
+
+        let passages = passages(kb);
+        let texts: Vec<String> = passages.iter().map(Passage::embedding_text).collect();
+        let embeddings = match cache::load_embeddings(&config.cache_dir, &texts) {
+            Some(e) => e,
+            None => {
+                let mut embeddings = Vec::with_capacity(texts.len());
+                for chunk in texts.chunks(32) {
+                    embeddings.extend(embedder.embed_batch(chunk)?);
+                }
+                cache::save_embeddings(&config.cache_dir, &texts, &embeddings)?;
+                embeddings
+            }
+        };
+        let retriever = Retriever::build(passages, &embeddings, config.fusion, None)?;
+
+        let entities = EntityExtractor::new(&EntityConfig {
+            gazetteers: vec![Gazetteer {
+                name: "topic".into(),
+                entries: kb
+                    .articles
+                    .iter()
+                    .flat_map(|a| a.tags.iter().cloned())
+                    .collect(),
+            }],
+            ..EntityConfig::default()
+        })?;
+        let knowledge = Knowledge {
+            intents: kb
+                .intents
+                .iter()
+                .map(|i| (i.name.clone(), i.clone()))
+                .collect(),
+            articles: kb
+                .articles
+                .iter()
+                .map(|a| (a.id.clone(), (a.title.clone(), article_link(&a.id))))
+                .collect(),
+        };
+        Ok(Self {
+            embed: EmbedHandle::spawn(embedder, config.worker.clone())?,
+            intents,
+            threshold: config.intent_threshold,
+            sentiment,
+            entities,
+            retriever,
+            knowledge,
+            permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            responder: config.responder.clone(),
+        })
+    }
+
+    /// Analyses one visitor message. Fails at once with [`AiError::Overloaded`] when
+    /// `max_in_flight` analyses are already under way.
+    pub async fn analyze(self: &Arc<Self>, text: &str) -> Result<Analysis, AiError> {
+        let _permit = self
+            .permits
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AiError::Overloaded)?;
+        let started = Instant::now();
+        let embedding = self.embed.embed(text).await?;
+        let embed_ms = ms(started);
+        let engine = Arc::clone(self);
+        let text = text.to_owned();
+        let mut analysis =
+            tokio::task::spawn_blocking(move || engine.understand(&text, &embedding))
+                .await
+                .map_err(|e| AiError::Threads(Box::new(e)))??;
+        analysis.timings.embed_ms = embed_ms;
+        Ok(analysis)
+    }
+
+    /// The CPU part after the embedding: heads, patterns and search, each well under a
+    /// millisecond.
+    fn understand(&self, text: &str, embedding: &super::Embedding) -> Result<Analysis, AiError> {
+        let mut timings = StageTimings::default();
+        let t = Instant::now();
+        let probabilities = self
+            .intents
+            .probabilities(&[embedding])?
+            .pop()
+            .unwrap_or_default();
+        let labels = &self.intents.info().labels;
+        let mut ranked: Vec<(usize, f32)> = probabilities.into_iter().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let (best, confidence) = ranked.first().copied().unwrap_or((0, 0.0));
+        let name = labels.get(best).cloned().unwrap_or_default();
+        let intent = IntentGuess {
+            out_of_scope: confidence < self.threshold || name == super::intent::OUT_OF_SCOPE,
+            name,
+            confidence,
+            runner_up: ranked.get(1).map(|&(i, p)| (labels[i].clone(), p)),
+        };
+        timings.intent_ms = ms(t);
+
+        let t = Instant::now();
+        let sentiment = self.sentiment.analyze(text, embedding)?;
+        timings.sentiment_ms = ms(t);
+
+        let t = Instant::now();
+        let entities = self.entities.extract(text, chrono::Utc::now().naive_utc());
+        timings.entities_ms = ms(t);
+
+        let t = Instant::now();
+        let passages = self
+            .retriever
+            .search(text, embedding, HITS)?
+            .into_iter()
+            .map(|hit| {
+                let p = self.retriever.passage(hit.passage);
+                RetrievedPassage {
+                    id: p.id.clone(),
+                    title: p.title.clone(),
+                    link: p.link.clone(),
+                    text: p.text.clone(),
+                    score: hit.score,
+                    dense: hit.dense,
+                }
+            })
+            .collect();
+        timings.retrieval_ms = ms(t);
+        Ok(Analysis {
+            intent,
+            sentiment,
+            entities,
+            passages,
+            timings,
+        })
+    }
+
+    /// The bot's reply to an analysed message.
+    pub fn respond(&self, analysis: &Analysis, context: &ConversationContext) -> Reply {
+        responder::respond(&self.responder, &self.knowledge, analysis, context)
+    }
+
+    /// Replies and articles for an agent answering this message (agent assist).
+    pub fn suggest(&self, analysis: &Analysis) -> Suggestions {
+        let mut articles: Vec<SuggestedArticle> = Vec::new();
+        for p in &analysis.passages {
+            let Some(link) = &p.link else { continue };
+            if articles.iter().any(|a| &a.link == link) {
+                continue;
+            }
+            let title = p.title.split(": ").next().unwrap_or(&p.title).to_owned();
+            articles.push(SuggestedArticle {
+                title,
+                link: link.clone(),
+                score: p.score,
+            });
+        }
+        Suggestions {
+            replies: responder::suggest(&self.responder, &self.knowledge, analysis),
+            articles,
+        }
+    }
+
+    /// Skill that handles an intent, from the knowledge base.
+    pub fn intent_skill(&self, intent: &str) -> Option<&str> {
+        self.knowledge.intents.get(intent)?.skill.as_deref()
+    }
+
+    /// Whether the knowledge base marks an intent as one a human must handle.
+    pub fn intent_escalates(&self, intent: &str) -> bool {
+        self.knowledge
+            .intents
+            .get(intent)
+            .is_some_and(|i| i.escalate)
+    }
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}

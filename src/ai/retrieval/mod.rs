@@ -1,0 +1,200 @@
+//! Hybrid retrieval over knowledge-base passages: BM25 (tantivy) and dense (MiniLM cosine),
+//! fused. Naive reciprocal-rank fusion loses to dense retrieval on paraphrased FAQ queries
+//! (docs/ai-quality.md), because it throws the scores away and lets a weak lexical match
+//! outvote a strong semantic one. The default fusion is convex instead: the cosine plus a small
+//! weight of the BM25 score normalised by the query's best BM25 score, which keeps dense
+//! retrieval's order unless the words settle a near tie.
+
+mod bm25;
+mod eval;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::eval::{
+    FusionComparison, Judged, RankingMetrics, compare_fusions, read_corpus, read_queries,
+    score_rankings,
+};
+use super::{AiError, EMBEDDING_DIM, Embedding};
+
+/// BM25 candidates considered per query; dense scores are computed for every passage.
+const BM25_CANDIDATES: usize = 100;
+
+/// One retrievable unit: an article's section, or a FAQ answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Passage {
+    pub id: String,
+    /// The article title (and section heading), shown as the answer's source.
+    pub title: String,
+    pub text: String,
+    /// Where the visitor can read the whole article.
+    pub link: Option<String>,
+}
+
+impl Passage {
+    /// The text whose embedding stands for the passage: title first, since paraphrased
+    /// questions mostly match the title.
+    pub fn embedding_text(&self) -> String {
+        format!("{}\n{}", self.title, self.text)
+    }
+}
+
+/// How the two rankings are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Fusion {
+    Dense,
+    Bm25,
+    /// Reciprocal-rank fusion, `1/(k + rank)` summed over both rankings.
+    Rrf {
+        k: f32,
+    },
+    /// `dense_weight · cosine + (1 − dense_weight) · bm25 / best bm25`.
+    Convex {
+        dense_weight: f32,
+    },
+}
+
+impl Default for Fusion {
+    /// The weight chosen on StackFAQ's tuning queries (docs/ai-quality.md).
+    fn default() -> Self {
+        Fusion::Convex { dense_weight: 0.8 }
+    }
+}
+
+/// A retrieved passage with its scores.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hit {
+    /// Index of the passage in the retriever.
+    pub passage: usize,
+    /// The fused score that ranked it.
+    pub score: f32,
+    /// Cosine similarity of query and passage.
+    pub dense: f32,
+    /// Raw BM25 score (0 when not among the lexical candidates).
+    pub bm25: f32,
+}
+
+/// Passages, their embeddings and their BM25 index.
+pub struct Retriever {
+    passages: Vec<Passage>,
+    /// Row-major `passages.len() × EMBEDDING_DIM`.
+    vectors: Vec<f32>,
+    bm25: bm25::Bm25,
+    fusion: Fusion,
+}
+
+impl Retriever {
+    /// Indexes `passages` (with their embeddings, in the same order) in RAM, or on disk under
+    /// `index_dir`.
+    pub fn build(
+        passages: Vec<Passage>,
+        embeddings: &[Embedding],
+        fusion: Fusion,
+        index_dir: Option<&Path>,
+    ) -> Result<Self, AiError> {
+        if passages.len() != embeddings.len() {
+            return Err(AiError::InvalidInput(format!(
+                "{} passages but {} embeddings",
+                passages.len(),
+                embeddings.len()
+            )));
+        }
+        let vectors = embeddings
+            .iter()
+            .flat_map(|e| e.as_slice())
+            .copied()
+            .collect();
+        let bm25 = bm25::Bm25::build(&passages, index_dir)?;
+        Ok(Self {
+            passages,
+            vectors,
+            bm25,
+            fusion,
+        })
+    }
+
+    pub fn passage(&self, index: usize) -> &Passage {
+        &self.passages[index]
+    }
+
+    pub fn len(&self) -> usize {
+        self.passages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.passages.is_empty()
+    }
+
+    pub fn fusion(&self) -> Fusion {
+        self.fusion
+    }
+
+    /// The best `k` passages for a query under this retriever's fusion.
+    pub fn search(
+        &self,
+        query: &str,
+        embedding: &Embedding,
+        k: usize,
+    ) -> Result<Vec<Hit>, AiError> {
+        self.search_with(self.fusion, query, embedding, k)
+    }
+
+    /// The best `k` passages under a given fusion (the evaluation compares them).
+    pub fn search_with(
+        &self,
+        fusion: Fusion,
+        query: &str,
+        embedding: &Embedding,
+        k: usize,
+    ) -> Result<Vec<Hit>, AiError> {
+        let q = embedding.as_slice();
+        let mut hits: Vec<Hit> = self
+            .vectors
+            .chunks_exact(EMBEDDING_DIM)
+            .enumerate()
+            .map(|(passage, v)| Hit {
+                passage,
+                score: 0.0,
+                dense: v.iter().zip(q).map(|(a, b)| a * b).sum(),
+                bm25: 0.0,
+            })
+            .collect();
+        let lexical = if fusion == Fusion::Dense {
+            Vec::new()
+        } else {
+            self.bm25.search(query, BM25_CANDIDATES)?
+        };
+        for &(passage, score) in &lexical {
+            hits[passage].bm25 = score;
+        }
+        match fusion {
+            Fusion::Dense => hits.iter_mut().for_each(|h| h.score = h.dense),
+            Fusion::Bm25 => hits.iter_mut().for_each(|h| h.score = h.bm25),
+            Fusion::Convex { dense_weight } => {
+                let best = lexical.first().map_or(0.0, |&(_, s)| s);
+                for h in &mut hits {
+                    let lexical = if best > 0.0 { h.bm25 / best } else { 0.0 };
+                    h.score = dense_weight * h.dense + (1.0 - dense_weight) * lexical;
+                }
+            }
+            Fusion::Rrf { k: rrf_k } => {
+                let mut by_dense: Vec<usize> = (0..hits.len()).collect();
+                by_dense.sort_by(|&a, &b| hits[b].dense.total_cmp(&hits[a].dense));
+                for (rank, &i) in by_dense.iter().enumerate() {
+                    hits[i].score = 1.0 / (rrf_k + rank as f32 + 1.0);
+                }
+                for (rank, &(i, _)) in lexical.iter().enumerate() {
+                    hits[i].score += 1.0 / (rrf_k + rank as f32 + 1.0);
+                }
+            }
+        }
+        if fusion == Fusion::Bm25 {
+            hits.retain(|h| h.bm25 > 0.0);
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.passage.cmp(&b.passage)));
+        hits.truncate(k);
+        Ok(hits)
+    }
+}
