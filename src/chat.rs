@@ -1,12 +1,15 @@
 //! The conversation service: every change to a conversation is stored first and then fanned
 //! out through the hub, in `seq` order. Both the WebSocket loops and the REST handlers go
-//! through here, so a message reaches the same sockets whichever way it arrived.
+//! through here, so a message reaches the same sockets whichever way it arrived. In cluster
+//! mode the store announces each change to the other replicas, which deliver it to their
+//! own sockets through the `…_here` methods.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, MutexGuard};
 
+use crate::cluster::Event;
 use crate::domain::{
     AgentId, AuthorRole, Conversation, ConversationId, ConversationState, Message, VisitorId,
 };
@@ -97,14 +100,16 @@ impl Chat {
             conversation_id: id,
             author: AuthorRole::Bot,
             on,
-        };
-        self.hub
-            .publish(
-                Room::Conversation(id),
-                Outbound::new(None, frame.to_json()),
-                Audience::Everyone,
-                None,
-            )
+        }
+        .to_json();
+        self.fan_out(id, Outbound::new(None, frame.clone()), None, None)
+            .await;
+        self.store
+            .announce(Event::Relay {
+                conversation_id: id,
+                owner: None,
+                frame,
+            })
             .await;
     }
 
@@ -150,8 +155,26 @@ impl Chat {
 
     async fn deliver(&self, message: &Message, owner: Option<AgentId>, sender: Option<ConnId>) {
         let frame = ServerFrame::Message(MessageFrame::from(message));
-        let out = Outbound::new(Some(message.seq), frame.to_json());
+        let out = Outbound::stored(message.conversation_id, message.seq, frame.to_json());
         self.fan_out(message.conversation_id, out, owner, sender)
+            .await;
+    }
+
+    /// Delivers a message another replica stored to this replica's sockets.
+    pub(crate) async fn deliver_here(&self, message: &Message, owner: Option<AgentId>) {
+        self.deliver(message, owner, None).await;
+    }
+
+    /// Tells this replica's sockets that messages `from..=to` of a conversation are stored,
+    /// for those that lack them to read them from the database.
+    pub(crate) async fn catch_up_here(
+        &self,
+        id: ConversationId,
+        from: i64,
+        to: i64,
+        owner: Option<AgentId>,
+    ) {
+        self.fan_out(id, Outbound::catch_up(id, from, to), owner, None)
             .await;
     }
 
@@ -228,9 +251,20 @@ impl Chat {
         let conversation = self
             .change(id, self.store.escalate_conversation(id, escalation))
             .await?;
+        self.handoff_here(id, &escalation.handoff).await;
+        self.store
+            .announce(Event::Handoff {
+                conversation_id: id,
+            })
+            .await;
+        Ok(conversation)
+    }
+
+    /// Gives this replica's agent feeds a conversation's handoff summary.
+    pub(crate) async fn handoff_here(&self, id: ConversationId, summary: &serde_json::Value) {
         let frame = ServerFrame::Handoff {
             conversation_id: id,
-            summary: &escalation.handoff,
+            summary,
         };
         self.hub
             .publish(
@@ -240,7 +274,6 @@ impl Chat {
                 None,
             )
             .await;
-        Ok(conversation)
     }
 
     /// Records the escalation rules that fired on a visitor message, and counts each firing.
@@ -304,6 +337,21 @@ impl Chat {
     /// Tells the visitor's tabs the new state, and every agent what changed: agents need to
     /// know when a conversation they could take is taken.
     async fn announce(&self, conversation: &Conversation, event: ConversationEvent) {
+        self.announce_here(conversation, event).await;
+        self.store
+            .announce(Event::Conversation {
+                conversation_id: conversation.id,
+                event,
+            })
+            .await;
+    }
+
+    /// Tells this replica's sockets about a conversation's change.
+    pub(crate) async fn announce_here(
+        &self,
+        conversation: &Conversation,
+        event: ConversationEvent,
+    ) {
         let state = ServerFrame::State {
             conversation_id: conversation.id,
             state: conversation.state,
@@ -339,10 +387,33 @@ impl Chat {
         sender: ConnId,
     ) -> Result<(), StoreError> {
         let conversation = self.store.conversation(id).await?;
-        let out = Outbound::new(None, frame.to_json());
-        self.fan_out(id, out, conversation.assignee_id, Some(sender))
+        let text = frame.to_json();
+        self.fan_out(
+            id,
+            Outbound::new(None, text.clone()),
+            conversation.assignee_id,
+            Some(sender),
+        )
+        .await;
+        self.store
+            .announce(Event::Relay {
+                conversation_id: id,
+                owner: conversation.assignee_id,
+                frame: text,
+            })
             .await;
         Ok(())
+    }
+
+    /// Relays an ephemeral frame from another replica to this replica's sockets.
+    pub(crate) async fn relay_here(
+        &self,
+        id: ConversationId,
+        owner: Option<AgentId>,
+        frame: String,
+    ) {
+        self.fan_out(id, Outbound::new(None, frame), owner, None)
+            .await;
     }
 }
 

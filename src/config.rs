@@ -18,11 +18,29 @@ pub const DEFAULT_CONFIG_FILE: &str = "switchboard.toml";
 pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
+    pub cluster: ClusterSettings,
     pub websocket: WebSocketSettings,
     pub auth: AuthSettings,
     pub retention: RetentionSettings,
     pub ai: AiSettings,
     pub log: LogSettings,
+}
+
+/// Whether this replica shares its database with others (see `docs/operations.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterMode {
+    /// On for PostgreSQL, off for SQLite.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    pub mode: ClusterMode,
 }
 
 /// The local AI engine and the bot it drives.
@@ -336,6 +354,11 @@ impl Settings {
                 "websocket.hello_timeout_ms and websocket.write_timeout_ms must be above 0",
             );
         }
+        if self.cluster.mode == ClusterMode::On && !self.is_postgres() {
+            return invalid(
+                "cluster.mode = \"on\" needs PostgreSQL: set database.url (or DATABASE_URL) to postgres://…, or use mode \"auto\" for a single SQLite replica",
+            );
+        }
         let ai = &self.ai;
         let unit = |x: f32| (0.0..=1.0).contains(&x);
         if ![
@@ -368,6 +391,15 @@ impl Settings {
 
     pub fn is_postgres(&self) -> bool {
         self.database.url.starts_with("postgres")
+    }
+
+    /// Whether replicas announce their writes to each other (LISTEN/NOTIFY).
+    pub fn is_clustered(&self) -> bool {
+        match self.cluster.mode {
+            ClusterMode::Auto => self.is_postgres(),
+            ClusterMode::On => true,
+            ClusterMode::Off => false,
+        }
     }
 }
 
@@ -434,6 +466,34 @@ mod tests {
                 .url
                 .starts_with("sqlite:///var/lib/switchboard/")
         );
+    }
+
+    #[test]
+    fn the_kubernetes_postgres_config_map_needs_the_database_url_from_its_secret() {
+        let manifest = include_str!("../k8s/configmap-postgres.yaml");
+        let (_, block) = manifest
+            .split_once("switchboard.toml: |\n")
+            .expect("the config map embeds switchboard.toml");
+        let toml: String = block
+            .lines()
+            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+            .collect();
+        let load = |env: &str| -> Settings {
+            Figment::from(Serialized::defaults(Settings::default()))
+                .merge(Toml::string(&toml))
+                .merge(Toml::string(env))
+                .extract()
+                .expect("the embedded switchboard.toml has no unknown keys")
+        };
+        let settings = load("[database]\nurl = \"postgres://switchboard@db/switchboard\"");
+        settings.validate().expect("the embedded config is valid");
+        assert!(settings.is_clustered());
+        assert_eq!(settings.server.host, "0.0.0.0");
+        let msg = load("")
+            .validate()
+            .expect_err("without DATABASE_URL from the secret it must not start")
+            .to_string();
+        assert!(msg.contains("cluster.mode"), "{msg}");
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub mod automation;
 pub mod chat;
 /// The command line.
 pub mod cli;
+/// Cluster mode: replicas on one PostgreSQL database hear each other's writes.
+pub mod cluster;
 /// Typed configuration: defaults, file, environment.
 pub mod config;
 /// The product's vocabulary: ids, states, roles, validated text.

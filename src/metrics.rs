@@ -19,6 +19,8 @@ pub struct Metrics {
     pub messages: IntCounterVec,
     pub ws_closes: IntCounterVec,
     pub slow_consumer_evictions: IntCounter,
+    pub cluster_events: IntCounter,
+    pub cluster_resumes: IntCounter,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub db_pool_connections: IntGaugeVec,
@@ -84,6 +86,22 @@ impl Metrics {
                 IntCounter::new(
                     "switchboard_ws_slow_consumer_evictions_total",
                     "Sockets evicted because their outbound queue was full.",
+                )
+                .expect("valid metric"),
+            ),
+            cluster_events: register(
+                r,
+                IntCounter::new(
+                    "switchboard_cluster_events_received_total",
+                    "Events received from other replicas (cluster mode).",
+                )
+                .expect("valid metric"),
+            ),
+            cluster_resumes: register(
+                r,
+                IntCounter::new(
+                    "switchboard_cluster_listener_resumes_total",
+                    "Times the cluster listener (re)connected and recovered what it may have missed.",
                 )
                 .expect("valid metric"),
             ),

@@ -258,7 +258,7 @@ pub enum ServerFrame<'a> {
 }
 
 /// What happened to a conversation, in the agent feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationEvent {
     Created,

@@ -1,6 +1,7 @@
-//! Builds the application from its settings: opens and migrates the database, starts the hub,
-//! binds the listener (port 0 works), and runs the HTTP server until it is stopped. The binary
-//! and the tests both start the server through [`Application::build`].
+//! Builds the application from its settings: opens and migrates the database, starts the hub
+//! (and, in cluster mode, the listener for the other replicas), binds the listener (port 0
+//! works), and runs the HTTP server until it is stopped. The binary and the tests both start
+//! the server through [`Application::build`].
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::ai::{AiError, Engine};
 use crate::auth::{VisitorTokens, generate_secret};
 use crate::automation::{Bot, Desk, RuleBook, RuleBookError};
 use crate::chat::Chat;
+use crate::cluster::{self, PgBackplane, ReplicaId};
 use crate::config::Settings;
 use crate::drain::Drain;
 use crate::hub::HubHandle;
@@ -77,8 +79,13 @@ impl Application {
         settings: Settings,
         engine: Option<Arc<Engine>>,
     ) -> Result<Self, StartError> {
-        let store =
-            Store::connect(&settings.database.url, settings.database.max_connections).await?;
+        let replica = settings.is_clustered().then(ReplicaId::random);
+        let store = Store::connect_as(
+            &settings.database.url,
+            settings.database.max_connections,
+            replica.clone(),
+        )
+        .await?;
         store.migrate().await?;
         let secret = match &settings.auth.visitor_secret {
             Some(secret) => secret.clone(),
@@ -92,6 +99,12 @@ impl Application {
         let hub = HubHandle::spawn(metrics.slow_consumer_evictions.clone());
         let rules = RuleBook::load(store.clone()).await?;
         let chat = Chat::new(store, hub, metrics.clone());
+        if let Some(replica) = replica {
+            tracing::info!(%replica, "cluster mode: listening for the other replicas");
+            let backplane = PgBackplane::new(&settings.database.url, replica)
+                .map_err(|e| StartError::Store(e.into()))?;
+            cluster::start(backplane, chat.clone(), metrics.clone()).await;
+        }
         let desk = Desk::new(chat.clone(), rules);
         let state = AppState {
             bot: engine.map(|e| Bot::new(e, chat.clone(), desk.clone(), metrics.clone())),

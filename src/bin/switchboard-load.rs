@@ -4,6 +4,7 @@
 //! `idle`: opens N widget connections and reports server RSS per connection.
 //! `chat`: C conversations with T tabs each; one tab per conversation sends at a fixed total
 //! rate, the others receive; reports delivered messages/s and delivery latency percentiles.
+//! With `--peer`, the receiving tabs connect to a second replica of the same database.
 //! `bot`: C conversations each ask the bot Q questions, one after another (each waits for its
 //! answer); reports the time from a question to the bot's reply, p50/p99. The questions are
 //! ones the demo knowledge base answers, so no conversation escalates.
@@ -34,6 +35,10 @@ struct Args {
     /// Server address; must be on 127.0.0.0/8.
     #[arg(long, default_value = "127.0.0.1:8080")]
     server: SocketAddr,
+    /// Another replica on the same database (cluster mode; loopback too): in `chat`, senders
+    /// connect to `--server` and receivers here, so every delivery crosses replicas.
+    #[arg(long)]
+    peer: Option<SocketAddr>,
     /// Spread client sockets over this many source addresses 127.0.0.1..=127.0.0.N.
     #[arg(long, default_value_t = 4)]
     source_ips: u8,
@@ -103,11 +108,13 @@ const QUESTIONS: [&str; 12] = [
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let IpAddr::V4(ip) = args.server.ip() else {
-        bail!("only IPv4 loopback targets are supported")
-    };
-    if !ip.is_loopback() {
-        bail!("refusing to load {ip}: only 127.0.0.0/8 may be targeted");
+    for target in std::iter::once(args.server).chain(args.peer) {
+        let IpAddr::V4(ip) = target.ip() else {
+            bail!("only IPv4 loopback targets are supported")
+        };
+        if !ip.is_loopback() {
+            bail!("refusing to load {ip}: only 127.0.0.0/8 may be targeted");
+        }
     }
     let limit = rlimit::increase_nofile_limit(u64::MAX).context("raising the open file limit")?;
     eprintln!("open file limit: {limit}");
@@ -115,6 +122,10 @@ async fn main() -> anyhow::Result<()> {
         server: args.server,
         source_ips: args.source_ips.max(1),
         next: Arc::new(AtomicU64::new(0)),
+    };
+    let receivers = Client {
+        server: args.peer.unwrap_or(args.server),
+        ..client.clone()
     };
     match args.mode {
         Mode::Idle {
@@ -130,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             chat(
                 &client,
+                &receivers,
                 conversations,
                 tabs.max(2),
                 rate,
@@ -257,8 +269,10 @@ struct Stats {
     delivered: u64,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn chat(
     client: &Client,
+    receiving: &Client,
     conversations: usize,
     tabs: usize,
     rate: u64,
@@ -276,7 +290,7 @@ async fn chat(
                 .to_string();
             let mut receivers = Vec::with_capacity(tabs - 1);
             for _ in 1..tabs {
-                receivers.push(client.widget(Some(&token)).await?.0);
+                receivers.push(receiving.widget(Some(&token)).await?.0);
             }
             anyhow::Ok((sender, receivers))
         }))
@@ -362,6 +376,12 @@ async fn chat(
         conversations,
         tabs
     );
+    if receiving.server != client.server {
+        println!(
+            "senders on {}, receivers on {}: every delivery crosses replicas",
+            client.server, receiving.server
+        );
+    }
     println!(
         "sent: {sent} messages ({:.0}/s, target {rate}/s)",
         sent as f64 / secs

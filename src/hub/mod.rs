@@ -37,6 +37,10 @@ pub struct Outbound(Arc<Frame>);
 #[derive(Debug)]
 struct Frame {
     seq: Option<i64>,
+    /// The conversation a persisted event belongs to, for sockets that see several.
+    conversation: Option<ConversationId>,
+    /// For a catch-up marker (no text): the first `seq` a socket may lack.
+    catch_up_from: Option<i64>,
     text: ByteString,
 }
 
@@ -44,12 +48,45 @@ impl Outbound {
     pub fn new(seq: Option<i64>, text: impl Into<ByteString>) -> Self {
         Self(Arc::new(Frame {
             seq,
+            conversation: None,
+            catch_up_from: None,
             text: text.into(),
+        }))
+    }
+
+    /// A stored message of `conversation`.
+    pub fn stored(conversation: ConversationId, seq: i64, text: impl Into<ByteString>) -> Self {
+        Self(Arc::new(Frame {
+            seq: Some(seq),
+            conversation: Some(conversation),
+            catch_up_from: None,
+            text: text.into(),
+        }))
+    }
+
+    /// Not a frame but a notice: messages `from..=to` of `conversation` are stored and were
+    /// not delivered live (too large to announce, or announced while this replica was not
+    /// listening). A socket that lacks any of them reads them from the database.
+    pub fn catch_up(conversation: ConversationId, from: i64, to: i64) -> Self {
+        Self(Arc::new(Frame {
+            seq: Some(to),
+            conversation: Some(conversation),
+            catch_up_from: Some(from),
+            text: ByteString::new(),
         }))
     }
 
     pub fn seq(&self) -> Option<i64> {
         self.0.seq
+    }
+
+    pub fn conversation(&self) -> Option<ConversationId> {
+        self.0.conversation
+    }
+
+    /// `Some(first seq)` for a catch-up notice, which has no text to send.
+    pub fn catch_up_from(&self) -> Option<i64> {
+        self.0.catch_up_from
     }
 
     pub fn text(&self) -> ByteString {

@@ -4,6 +4,8 @@
 //! messages. Callers (see `chat.rs`) keep at most one append per conversation in flight, so
 //! a batch names each conversation once; a batch that cannot go through whole (a resend
 //! hitting the unique client id, a lock conflict) falls back to one transaction per message.
+//! In cluster mode the batch also locks its conversations in id order first (replicas'
+//! batches then never deadlock) and announces its messages before it commits.
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::messages::{Appended, NewMessage};
 use super::{Store, StoreError, from_ms, now_ms, parse_opt_col};
+use crate::cluster::Event;
 use crate::domain::{AgentId, AuthorRole};
 
 /// Most messages stored in one transaction.
@@ -98,6 +101,7 @@ impl Store {
         }
 
         let mut tx = self.writer.begin().await?;
+        self.lock_conversations(&mut tx, &ids).await?;
         let mut bumped: HashMap<String, (i64, Option<AgentId>)> = HashMap::new();
         for row in update.fetch_all(&mut *tx).await? {
             let id: String = row.try_get("id")?;
@@ -136,9 +140,14 @@ impl Store {
             }
             insert.execute(&mut *tx).await?;
         }
+        let sent_at = from_ms(now)?;
+        let announced = stored.iter().map(|&(i, seq)| {
+            let owner = bumped.get(&ids[i]).and_then(|(_, owner)| *owner);
+            Event::message(&batch[i].stored(seq, sent_at), owner)
+        });
+        self.announce_in(&mut tx, announced).await?;
         tx.commit().await?;
 
-        let sent_at = from_ms(now)?;
         let mut results = Vec::with_capacity(batch.len());
         for (new, id) in batch.iter().zip(&ids) {
             results.push(match bumped.get(id) {

@@ -184,13 +184,15 @@ impl Store {
     }
 
     /// Gives an unowned conversation to `agent`, atomically: of racing claims exactly one wins,
-    /// and an agent at capacity wins none.
+    /// and an agent at capacity wins none (claims for one agent count under its row lock).
     pub async fn claim_conversation(
         &self,
         id: ConversationId,
         agent: AgentId,
     ) -> Result<Conversation, StoreError> {
         let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        self.lock_agent(&mut tx, agent).await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE conversations SET state = 'assigned', assignee_id = $1, assigned_at = $2, \
              updated_at = $2 \
@@ -202,8 +204,9 @@ impl Store {
         .bind(agent.to_string())
         .bind(now)
         .bind(id.to_string())
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         match row {
             Some(row) => conversation(&row),
             None => {

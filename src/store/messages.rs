@@ -141,6 +141,8 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        self.announce_in(&mut tx, [crate::cluster::Event::message(&stored, owner)])
+            .await?;
         tx.commit().await?;
         Ok(Appended::New {
             message: stored,

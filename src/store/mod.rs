@@ -5,6 +5,7 @@
 mod agents;
 mod analytics;
 mod appender;
+mod cluster;
 mod conversations;
 mod feedback;
 mod messages;
@@ -82,11 +83,23 @@ pub struct Store {
     backend: Backend,
     /// The group-commit writer for messages (see `appender.rs`).
     appends: tokio::sync::mpsc::Sender<appender::AppendRequest>,
+    /// In cluster mode, the replica whose writes this store announces (see `cluster.rs`).
+    replica: Option<crate::cluster::ReplicaId>,
 }
 
 impl Store {
     /// Opens the database named by `url`, creating the SQLite file and its folder if needed.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_as(url, max_connections, None).await
+    }
+
+    /// Opens the database like [`Store::connect`]; with a `replica` (cluster mode, on
+    /// PostgreSQL) every write that others must see is announced to the other replicas.
+    pub async fn connect_as(
+        url: &str,
+        max_connections: u32,
+        replica: Option<crate::cluster::ReplicaId>,
+    ) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -131,6 +144,7 @@ impl Store {
             reader,
             backend,
             appends,
+            replica,
         };
         appender::spawn(store.clone(), queue);
         Ok(store)

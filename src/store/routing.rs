@@ -190,6 +190,8 @@ impl Store {
         id: ConversationId,
         to: AgentId,
     ) -> Result<Conversation, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        self.lock_agent(&mut tx, to).await?;
         let row = sqlx::query(AssertSqlSafe(format!(
             "UPDATE conversations SET assignee_id = $1, assigned_at = $2, updated_at = $2 \
              WHERE id = $3 AND state = 'assigned' AND assignee_id <> $1 \
@@ -200,8 +202,9 @@ impl Store {
         .bind(to.to_string())
         .bind(now_ms())
         .bind(id.to_string())
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         match row {
             Some(row) => conversation(&row),
             None => {

@@ -1,6 +1,8 @@
 //! The agent console's live feed: after a hello with an API token, conversation events,
 //! messages and typing for what this agent may see; the agent may send typing and read frames.
 
+use std::collections::HashMap;
+
 use actix_ws::AggregatedMessageStream;
 use tokio::sync::mpsc;
 
@@ -13,10 +15,14 @@ use crate::auth::hash_api_token;
 use crate::domain::{Agent, AuthorRole, ConversationId};
 use crate::hub::{ConnId, Outbound, Room, Viewer};
 use crate::protocol::{
-    AgentFrame, ErrorCode, FrameError, PROTOCOL_VERSION, ServerFrame, close, parse_frame,
+    AgentFrame, ErrorCode, FrameError, MessageFrame, PROTOCOL_VERSION, ServerFrame, close,
+    parse_frame,
 };
 use crate::startup::AppState;
 use crate::store::StoreError;
+
+/// Messages read from the database per page when the feed catches up.
+const CATCH_UP_PAGE: u32 = 500;
 
 pub async fn run(state: AppState, mut socket: Socket, mut stream: AggregatedMessageStream) {
     let _open = state.metrics.connection("agent");
@@ -90,6 +96,7 @@ async fn serve(
                     conn,
                     agent,
                     limiter: limiter(settings, EPHEMERAL_RATE_FACTOR),
+                    delivered: HashMap::new(),
                 },
                 settings,
                 state.drain.subscribe(),
@@ -107,9 +114,42 @@ struct Console<'a> {
     conn: ConnId,
     agent: Agent,
     limiter: DefaultDirectRateLimiter,
+    /// Per conversation seen on this feed, the highest `seq` sent, every one since the first
+    /// included.
+    delivered: HashMap<ConversationId, i64>,
 }
 
 impl Console<'_> {
+    /// Sends the messages of `id` stored after what this feed has, from the database. The
+    /// feed is live only, so if the database fails the console catches up over REST.
+    async fn catch_up(&mut self, socket: &mut Socket, id: ConversationId) -> Result<(), Ending> {
+        loop {
+            let after = self.delivered.get(&id).copied().unwrap_or(0);
+            let page = match self
+                .state
+                .chat
+                .store()
+                .messages_after(id, after, CATCH_UP_PAGE)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "agent feed catch-up failed");
+                    return Ok(());
+                }
+            };
+            for message in &page {
+                socket
+                    .frame(&ServerFrame::Message(MessageFrame::from(message)))
+                    .await?;
+                self.delivered.insert(id, message.seq);
+            }
+            if page.len() < CATCH_UP_PAGE as usize {
+                return Ok(());
+            }
+        }
+    }
+
     async fn relay(
         &mut self,
         socket: &mut Socket,
@@ -192,7 +232,27 @@ impl Handler for Console<'_> {
         }
     }
 
-    fn admit(&mut self, _out: &Outbound) -> bool {
-        true
+    async fn deliver(&mut self, socket: &mut Socket, out: Outbound) -> Result<(), Ending> {
+        let (Some(id), Some(seq)) = (out.conversation(), out.seq()) else {
+            return socket.send(out.text()).await;
+        };
+        let notice = out.catch_up_from();
+        let last = *self
+            .delivered
+            .entry(id)
+            .or_insert(notice.unwrap_or(seq) - 1);
+        if seq <= last {
+            return Ok(());
+        }
+        if notice.is_some() || seq > last + 1 {
+            // Stored before this frame but not (yet) here: from another replica, or while
+            // this replica was not listening.
+            self.catch_up(socket, id).await?;
+        }
+        if notice.is_some() || self.delivered.get(&id).is_some_and(|d| seq <= *d) {
+            return Ok(());
+        }
+        self.delivered.insert(id, seq);
+        socket.send(out.text()).await
     }
 }

@@ -240,8 +240,9 @@ fn protocol_error(e: ProtocolError) -> Ending {
 pub trait Handler {
     /// Handles one text frame from the client.
     async fn on_text(&mut self, socket: &mut Socket, text: &str) -> Result<(), Ending>;
-    /// Whether a frame from the hub should go out (e.g. not already sent by a replay).
-    fn admit(&mut self, out: &Outbound) -> bool;
+    /// Sends a frame from the hub unless the socket already has it (e.g. from a replay),
+    /// first reading from the database any stored message before it that the socket lacks.
+    async fn deliver(&mut self, socket: &mut Socket, out: Outbound) -> Result<(), Ending>;
 }
 
 /// Runs a socket after its handshake until it ends, however it ends.
@@ -276,8 +277,7 @@ pub async fn pump<H: Handler>(
                 }
             }
             out = rx.recv() => match out {
-                Some(out) if handler.admit(&out) => socket.send(out.text()).await,
-                Some(_) => Ok(()),
+                Some(out) => Box::pin(handler.deliver(socket, out)).await,
                 None => Err(Ending::close(close::SLOW_CONSUMER, "slow_consumer", "too slow to keep up")),
             },
             _ = drain.wait_for(|draining| *draining) => {

@@ -143,8 +143,8 @@ async fn converse(
     if let Err(ending) = socket.frame(&welcome).await {
         return ending;
     }
-    let mut handler = Widget::new(state, conn, visitor, conversation);
-    if let Err(ending) = Box::pin(handler.replay(socket, last_seq)).await {
+    let mut handler = Widget::new(state, conn, visitor, conversation, last_seq);
+    if let Err(ending) = Box::pin(handler.replay(socket)).await {
         return ending;
     }
     pump(
@@ -163,7 +163,11 @@ struct Widget<'a> {
     conn: ConnId,
     visitor: VisitorId,
     conversation: crate::domain::ConversationId,
+    /// The highest `seq` this socket has, every one below it included.
     last_delivered: i64,
+    /// `seq`s of this socket's own messages above `last_delivered`: acknowledged, so never
+    /// sent back to it.
+    own: Vec<i64>,
     messages: DefaultDirectRateLimiter,
     ephemeral: DefaultDirectRateLimiter,
 }
@@ -181,6 +185,7 @@ impl<'a> Widget<'a> {
         conn: ConnId,
         visitor: VisitorId,
         conversation: &Conversation,
+        last_seq: i64,
     ) -> Self {
         let ws = &state.settings.websocket;
         Self {
@@ -188,15 +193,16 @@ impl<'a> Widget<'a> {
             conn,
             visitor,
             conversation: conversation.id,
-            last_delivered: 0,
+            last_delivered: last_seq.clamp(0, conversation.last_seq),
+            own: Vec::new(),
             messages: limiter(ws, 1),
             ephemeral: limiter(ws, EPHEMERAL_RATE_FACTOR),
         }
     }
 
-    /// Sends every stored message after `after`, oldest first, from the database.
-    async fn replay(&mut self, socket: &mut Socket, after: i64) -> Result<(), Ending> {
-        let mut after = after.max(0);
+    /// Sends every stored message after `last_delivered`, oldest first, from the database.
+    async fn replay(&mut self, socket: &mut Socket) -> Result<(), Ending> {
+        let mut after = self.last_delivered;
         loop {
             let page = match self
                 .state
@@ -214,15 +220,27 @@ impl<'a> Widget<'a> {
                 }
             };
             for message in &page {
-                socket
-                    .frame(&ServerFrame::Message(MessageFrame::from(message)))
-                    .await?;
+                if !self.own.contains(&message.seq) {
+                    socket
+                        .frame(&ServerFrame::Message(MessageFrame::from(message)))
+                        .await?;
+                }
                 after = message.seq;
-                self.last_delivered = message.seq;
+                self.delivered(message.seq);
             }
             if page.len() < REPLAY_PAGE as usize {
                 return Ok(());
             }
+        }
+    }
+
+    /// Notes that the socket has everything up to `seq`, and its own messages right after.
+    fn delivered(&mut self, seq: i64) {
+        self.last_delivered = self.last_delivered.max(seq);
+        self.own.retain(|s| *s > self.last_delivered);
+        while let Some(at) = self.own.iter().position(|s| *s == self.last_delivered + 1) {
+            self.own.swap_remove(at);
+            self.last_delivered += 1;
         }
     }
 
@@ -269,6 +287,10 @@ impl<'a> Widget<'a> {
                     bot.heard(message.clone());
                 }
                 let seq = appended.message().seq;
+                if seq > self.last_delivered {
+                    self.own.push(seq);
+                    self.delivered(self.last_delivered);
+                }
                 socket
                     .frame(&ServerFrame::Ack {
                         client_id: &client_id,
@@ -367,14 +389,23 @@ impl Handler for Widget<'_> {
         }
     }
 
-    fn admit(&mut self, out: &Outbound) -> bool {
-        match out.seq() {
-            Some(seq) if seq <= self.last_delivered => false,
-            Some(seq) => {
-                self.last_delivered = seq;
-                true
-            }
-            None => true,
+    async fn deliver(&mut self, socket: &mut Socket, out: Outbound) -> Result<(), Ending> {
+        let Some(seq) = out.seq() else {
+            return socket.send(out.text()).await;
+        };
+        if seq <= self.last_delivered {
+            return Ok(());
         }
+        let notice = out.catch_up_from().is_some();
+        if notice || seq > self.last_delivered + 1 {
+            // Stored before this frame but not (yet) here: from another replica, or while
+            // this replica was not listening.
+            self.replay(socket).await?;
+        }
+        if notice || seq <= self.last_delivered {
+            return Ok(());
+        }
+        self.delivered(seq);
+        socket.send(out.text()).await
     }
 }

@@ -49,6 +49,12 @@ macro_rules! on_both_backends {
     };
 }
 
+/// The PostgreSQL database tests connect to first, to create their own.
+pub fn postgres_base_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
 /// A fresh, empty database for one test, and the URL to reach it.
 pub struct TestDatabase {
     pub url: String,
@@ -67,8 +73,7 @@ impl TestDatabase {
                 }
             }
             Backend::Postgres => {
-                let base = std::env::var("TEST_DATABASE_URL")
-                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+                let base = postgres_base_url();
                 let name = format!("sb_test_{}", uuid::Uuid::new_v4().simple());
                 let mut conn = sqlx::PgConnection::connect(&base)
                     .await

@@ -6,6 +6,7 @@ mod agent_api;
 mod analytics;
 mod bad_input;
 mod bot;
+mod cluster;
 mod drain;
 mod feedback;
 mod ops;
