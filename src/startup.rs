@@ -191,6 +191,15 @@ fn serve(listener: TcpListener, state: AppState) -> Result<Server, StartError> {
             .configure(crate::http::routes)
             .default_service(web::to(crate::http::not_found))
     })
+    // Chat frames are small and latency is the point: without TCP_NODELAY, a frame written
+    // while the client delays its ACK of the previous one (an `ack`) waits about 40 ms.
+    .on_connect(|connection, _| {
+        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+            && let Err(e) = tcp.set_nodelay(true)
+        {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    })
     .shutdown_timeout(settings.server.shutdown_timeout_secs)
     .disable_signals()
     .listen(listener)

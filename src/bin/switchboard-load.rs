@@ -93,8 +93,8 @@ enum Mode {
 const QUESTIONS: [&str; 12] = [
     "how do I get a refund for a trip?",
     "what payment methods do you accept?",
-    "why was I charged a cancellation fee?",
-    "I left my phone in the car",
+    "how much is the cancellation fee?",
+    "how do I contact my driver about a lost item?",
     "how do I add a promo code?",
     "can I schedule a ride for tomorrow morning?",
     "how do tips work?",

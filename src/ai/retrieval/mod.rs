@@ -59,7 +59,7 @@ pub enum Fusion {
 impl Default for Fusion {
     /// The weight chosen on StackFAQ's tuning queries (docs/ai-quality.md).
     fn default() -> Self {
-        Fusion::Convex { dense_weight: 0.8 }
+        Fusion::Convex { dense_weight: 0.85 }
     }
 }
 
