@@ -32,6 +32,7 @@ pub struct Metrics {
     pub feedback: IntCounterVec,
     pub escalations: IntCounterVec,
     pub queue_depth: IntGauge,
+    pub agents_online: IntGauge,
     pub queue_wait: Histogram,
     pub escalation_to_agent: Histogram,
 }
@@ -158,7 +159,8 @@ impl Metrics {
                     HistogramOpts::new(
                         "switchboard_ai_stage_duration_seconds",
                         "Time the AI engine spends per visitor message, by stage \
-                         (embed, intent, sentiment, entities, retrieval, respond).",
+                         (embed, intent, sentiment, entities, retrieval, respond; analyze is \
+                         the whole analysis, embed to retrieval, queueing included).",
                     )
                     .buckets(vec![
                         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -218,6 +220,14 @@ impl Metrics {
                         "Escalation rule firings, by rule name.",
                     ),
                     &["rule"],
+                )
+                .expect("valid metric"),
+            ),
+            agents_online: register(
+                r,
+                IntGauge::new(
+                    "switchboard_agents_online",
+                    "Agents whose status is online, read from the database at each scrape.",
                 )
                 .expect("valid metric"),
             ),

@@ -91,6 +91,7 @@ impl Bot {
 
     async fn answer(&self, message: &Message, with_bot: bool) -> Result<(), StoreError> {
         let id = message.conversation_id;
+        let started = std::time::Instant::now();
         let analysis = match self.engine.analyze(&message.text).await {
             Ok(analysis) => analysis,
             Err(AiError::Overloaded) => {
@@ -105,6 +106,10 @@ impl Bot {
                 return Ok(());
             }
         };
+        self.metrics
+            .ai_stage_duration
+            .with_label_values(&["analyze"])
+            .observe(started.elapsed().as_secs_f64());
         self.observe(&analysis);
         let stored = serde_json::to_value(&analysis).expect("an analysis serialises");
         self.chat

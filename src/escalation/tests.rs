@@ -51,8 +51,18 @@ fn the_shipped_rules_cover_the_default_cases() {
     };
     assert_eq!(fired(&lost), ["repeated-fallbacks"]);
 
+    let first_complaint = Facts {
+        sentiment: -0.8,
+        message_count: 1,
+        ..Facts::default()
+    };
+    assert!(
+        fired(&first_complaint).is_empty(),
+        "the bot answers a first complaint"
+    );
     let angry = Facts {
         sentiment: -0.8,
+        message_count: 2,
         ..Facts::default()
     };
     assert_eq!(fired(&angry), ["frustrated-visitor"]);

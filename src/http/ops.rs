@@ -37,6 +37,10 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         Ok(depth) => state.metrics.queue_depth.set(depth),
         Err(e) => tracing::warn!(error = ?e, "queue depth not read"),
     }
+    match state.chat.store().online_agent_loads().await {
+        Ok(online) => state.metrics.agents_online.set(online.len() as i64),
+        Err(e) => tracing::warn!(error = ?e, "online agents not read"),
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())

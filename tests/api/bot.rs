@@ -139,6 +139,16 @@ async fn a_question_is_answered_with_its_source(backend: Backend) {
             .await,
         1.0
     );
+    assert_eq!(
+        app.metric("switchboard_intents_total{intent=\"refund_request\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        app.metric("switchboard_ai_stage_duration_seconds_count{stage=\"analyze\"}")
+            .await,
+        1.0
+    );
 }
 
 async fn asking_for_a_human_escalates_at_once(backend: Backend) {
@@ -218,6 +228,19 @@ async fn a_frustrated_visitor_is_escalated_with_a_summary_naming_the_rule(backen
         }
     }
     assert!(escalated, "angry messages escalate the conversation");
+    let mut summary_in_feed = None;
+    loop {
+        let frame = feed.next().await;
+        if frame["type"] == "handoff" && frame["conversation_id"] == id.as_str() {
+            summary_in_feed = Some(frame["summary"].clone());
+        }
+        if frame["type"] == "conversation"
+            && frame["conversation"]["id"] == id.as_str()
+            && frame["conversation"]["state"] == "assigned"
+        {
+            break;
+        }
+    }
 
     let conversation = view(&app, &id, &admin).await;
     let handoff = &conversation["handoff"];
@@ -229,6 +252,17 @@ async fn a_frustrated_visitor_is_escalated_with_a_summary_naming_the_rule(backen
     );
     assert!(handoff["sentiment"]["score"].as_f64().expect("score") < -0.2);
     assert!(handoff["intent"]["name"].is_string());
+    assert_eq!(
+        summary_in_feed.as_ref(),
+        Some(handoff),
+        "the agent feed carries the same summary"
+    );
+    assert!(
+        handoff["articles_offered"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "the bot answered the first complaint: {handoff}"
+    );
     assert!(
         conversation["tags"]
             .as_array()
@@ -238,15 +272,6 @@ async fn a_frustrated_visitor_is_escalated_with_a_summary_naming_the_rule(backen
         conversation["assignee_id"].is_string(),
         "the online agent with the skill gets it: {conversation}"
     );
-    loop {
-        let frame = feed.next().await;
-        if frame["type"] == "conversation"
-            && frame["conversation"]["id"] == id.as_str()
-            && frame["conversation"]["state"] == "assigned"
-        {
-            break;
-        }
-    }
 }
 
 async fn two_fallbacks_in_a_row_escalate(backend: Backend) {
