@@ -27,6 +27,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub ai_stage_duration: HistogramVec,
     pub ai_overloads: IntCounter,
+    pub embed_batch_size: Histogram,
+    pub conversations: IntGaugeVec,
     pub bot_replies: IntCounterVec,
     pub intents: IntCounterVec,
     pub feedback: IntCounterVec,
@@ -167,6 +169,28 @@ impl Metrics {
                         0.25, 1.0,
                     ]),
                     &["stage"],
+                )
+                .expect("valid metric"),
+            ),
+            embed_batch_size: register(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "switchboard_embed_batch_size",
+                        "Texts per forward pass of the embedder, seen by each visitor message.",
+                    )
+                    .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0]),
+                )
+                .expect("valid metric"),
+            ),
+            conversations: register(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "switchboard_conversations",
+                        "Conversations by state, read from the database at each scrape.",
+                    ),
+                    &["state"],
                 )
                 .expect("valid metric"),
             ),

@@ -38,7 +38,8 @@ impl Default for WorkerConfig {
 
 struct Request {
     text: String,
-    reply: oneshot::Sender<Result<Embedding, AiError>>,
+    /// The embedding and the size of the batch it was computed in.
+    reply: oneshot::Sender<Result<(Embedding, usize), AiError>>,
 }
 
 /// A cloneable handle to the embedding worker, for async code. The worker thread stops when
@@ -62,6 +63,14 @@ impl EmbedHandle {
     /// Embeds `text` in the next batch. Fails at once with [`AiError::Overloaded`] when the
     /// queue is full.
     pub async fn embed(&self, text: impl Into<String>) -> Result<Embedding, AiError> {
+        Ok(self.embed_in_batch(text).await?.0)
+    }
+
+    /// Like [`Self::embed`], with the number of texts embedded in the same forward pass.
+    pub async fn embed_in_batch(
+        &self,
+        text: impl Into<String>,
+    ) -> Result<(Embedding, usize), AiError> {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             text: text.into(),
@@ -95,17 +104,20 @@ fn serve(embedder: &Embedder, requests: &Receiver<Request>, config: &WorkerConfi
 fn answer(embedder: &Embedder, batch: &mut Vec<Request>) {
     batch.retain(|r| !r.reply.is_closed());
     let texts: Vec<&str> = batch.iter().map(|r| r.text.as_str()).collect();
+    let size = texts.len();
     match embedder.embed_batch(&texts) {
         Ok(embeddings) => {
             for (request, embedding) in batch.drain(..).zip(embeddings) {
                 // A caller that stopped waiting has nobody to tell.
-                let _ = request.reply.send(Ok(embedding));
+                let _ = request.reply.send(Ok((embedding, size)));
             }
         }
         // One bad text must not fail its neighbours: retry each alone for its own answer.
         Err(_) => {
             for request in batch.drain(..) {
-                let _ = request.reply.send(embedder.embed(&request.text));
+                let _ = request
+                    .reply
+                    .send(embedder.embed(&request.text).map(|e| (e, 1)));
             }
         }
     }

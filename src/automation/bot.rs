@@ -201,6 +201,9 @@ impl Bot {
                 .with_label_values(&[stage])
                 .observe(ms / 1e3);
         }
+        self.metrics
+            .embed_batch_size
+            .observe(analysis.timings.embed_batch as f64);
         let intent = analysis.intent().unwrap_or(crate::ai::intent::OUT_OF_SCOPE);
         self.metrics.intents.with_label_values(&[intent]).inc();
     }

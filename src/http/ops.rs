@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, get, web};
 use utoipa::OpenApi;
 
 use super::ApiDoc;
+use crate::domain::ConversationState;
 use crate::startup::AppState;
 
 /// Liveness: the process answers.
@@ -33,9 +34,24 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     pool.with_label_values(&["idle"]).set(idle as i64);
     pool.with_label_values(&["in_use"])
         .set(i64::from(size) - idle as i64);
-    match state.chat.store().queue_depth().await {
-        Ok(depth) => state.metrics.queue_depth.set(depth),
-        Err(e) => tracing::warn!(error = ?e, "queue depth not read"),
+    match state.chat.store().conversations_by_state().await {
+        Ok(counts) => {
+            for &s in ConversationState::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(state, _)| state == s.as_str())
+                    .map_or(0, |(_, n)| *n);
+                state
+                    .metrics
+                    .conversations
+                    .with_label_values(&[s.as_str()])
+                    .set(n);
+                if s == ConversationState::Queued {
+                    state.metrics.queue_depth.set(n);
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = ?e, "conversations by state not read"),
     }
     match state.chat.store().online_agent_loads().await {
         Ok(online) => state.metrics.agents_online.set(online.len() as i64),

@@ -161,13 +161,14 @@ impl Store {
         Ok(())
     }
 
-    /// Conversations waiting in the queue now.
-    pub async fn queue_depth(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM conversations WHERE state = 'queued'")
-                .fetch_one(&self.reader)
-                .await?,
-        )
+    /// How many conversations are in each state now (states with none are left out).
+    pub async fn conversations_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM conversations GROUP BY state")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("state")?, row.try_get("n")?)))
+            .collect()
     }
 
     /// When a queued conversation entered the queue; `None` when it is not queued.

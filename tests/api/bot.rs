@@ -149,6 +149,11 @@ async fn a_question_is_answered_with_its_source(backend: Backend) {
             .await,
         1.0
     );
+    assert_eq!(app.metric("switchboard_embed_batch_size_count").await, 1.0);
+    assert_eq!(
+        app.metric("switchboard_conversations{state=\"bot\"}").await,
+        1.0
+    );
 }
 
 async fn asking_for_a_human_escalates_at_once(backend: Backend) {

@@ -74,6 +74,8 @@ pub struct RetrievedPassage {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct StageTimings {
     pub embed_ms: f64,
+    /// Texts embedded in the same forward pass as this one.
+    pub embed_batch: usize,
     pub intent_ms: f64,
     pub sentiment_ms: f64,
     pub entities_ms: f64,
@@ -268,7 +270,7 @@ impl Engine {
             .try_acquire_owned()
             .map_err(|_| AiError::Overloaded)?;
         let started = Instant::now();
-        let embedding = self.embed.embed(text).await?;
+        let (embedding, batch) = self.embed.embed_in_batch(text).await?;
         let embed_ms = ms(started);
         let engine = Arc::clone(self);
         let text = text.to_owned();
@@ -277,6 +279,7 @@ impl Engine {
                 .await
                 .map_err(|e| AiError::Threads(Box::new(e)))??;
         analysis.timings.embed_ms = embed_ms;
+        analysis.timings.embed_batch = batch;
         Ok(analysis)
     }
 
