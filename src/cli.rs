@@ -1,5 +1,5 @@
 //! The command line: `serve` (default), `migrate`, `agent create`, `agent list`,
-//! `train sentiment|intents`, `eval sentiment|intents|retrieval`.
+//! `kb import`, `train sentiment|intents`, `eval sentiment|intents|retrieval`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,6 +50,20 @@ pub enum Command {
     /// Evaluate a model of the AI engine on a labelled test set.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Manage the knowledge base.
+    #[command(subcommand)]
+    Kb(KbCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KbCommand {
+    /// Check a knowledge-base folder and make the database's knowledge base equal to it
+    /// (added, changed and removed articles and intents). Running servers pick it up at their
+    /// next start.
+    Import {
+        #[arg(default_value = KnowledgeBase::DEFAULT_DIR)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +251,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 agent.role, agent.name, agent.email, agent.id
             );
             println!("API token (shown once, store it now): {token}");
+            Ok(())
+        }
+        Command::Kb(KbCommand::Import { dir }) => {
+            let kb = KnowledgeBase::read(&dir)?;
+            let store = open(&settings).await?;
+            store.migrate().await.context("migration failed")?;
+            let report = store
+                .import_knowledge(&kb, |done, total| {
+                    let width = 40 * done / total.max(1);
+                    eprint!(
+                        "\r[{}{}] {done}/{total}",
+                        "#".repeat(width),
+                        " ".repeat(40 - width)
+                    );
+                })
+                .await?;
+            eprintln!();
+            println!(
+                "articles: {} added, {} changed, {} removed; intents: {} added, {} changed, {} removed; {} unchanged",
+                report.articles_added,
+                report.articles_updated,
+                report.articles_removed,
+                report.intents_added,
+                report.intents_updated,
+                report.intents_removed,
+                report.unchanged
+            );
             Ok(())
         }
         Command::Train(TrainCommand::Sentiment(args)) => train_sentiment(args),

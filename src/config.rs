@@ -52,7 +52,8 @@ pub struct AiSettings {
     pub enabled: bool,
     /// Folder with `minilm/` and `sentiment/`.
     pub models_dir: PathBuf,
-    /// The knowledge base the bot answers from and the intents are trained on.
+    /// The knowledge-base folder imported into the database on the first start; the database
+    /// is the source of truth afterwards (`switchboard kb import`).
     pub knowledge_base: PathBuf,
     /// Where files derived from the knowledge base are kept between starts.
     pub cache_dir: PathBuf,

@@ -159,12 +159,30 @@ impl Application {
     }
 }
 
+/// The knowledge base in the database, its source of truth; on a first start (nothing
+/// imported yet) the folder `ai.knowledge_base` is imported first.
+async fn knowledge_base(settings: &Settings) -> Result<crate::kb::KnowledgeBase, StartError> {
+    let store = Store::connect(&settings.database.url, 1).await?;
+    store.migrate().await?;
+    let kb = match store.knowledge().await? {
+        Some(kb) => kb,
+        None => {
+            let kb = crate::kb::KnowledgeBase::read(&settings.ai.knowledge_base)?;
+            let report = store.import_knowledge(&kb, |_, _| {}).await?;
+            tracing::info!(?report, "imported the knowledge base on first start");
+            kb
+        }
+    };
+    store.close().await;
+    Ok(kb)
+}
+
 /// Reads the knowledge base and loads the engine on a blocking thread (a first start on new
 /// content trains the intent head and embeds the passages: seconds).
 pub async fn load_engine(settings: &Settings) -> Result<Arc<Engine>, StartError> {
+    let kb = knowledge_base(settings).await?;
     let ai = settings.ai.clone();
     let loaded = tokio::task::spawn_blocking(move || {
-        let kb = crate::kb::KnowledgeBase::read(&ai.knowledge_base)?;
         let started = std::time::Instant::now();
         let engine = Engine::load(&ai.engine(), &kb)?;
         tracing::info!(

@@ -9,6 +9,7 @@ mod bot;
 mod cluster;
 mod drain;
 mod feedback;
+mod knowledge;
 mod ops;
 mod privacy;
 mod realtime;

@@ -1,0 +1,193 @@
+//! The knowledge base in the database, its source of truth once imported: articles and
+//! intents, replaced by `switchboard kb import` in one transaction (added, changed and removed
+//! entries counted) and read back by the engine at start.
+
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use super::{Store, StoreError, json_col, now_ms};
+use crate::kb::{Article, Intent, KnowledgeBase};
+
+/// What an import changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KbImport {
+    pub articles_added: usize,
+    pub articles_updated: usize,
+    pub articles_removed: usize,
+    pub intents_added: usize,
+    pub intents_updated: usize,
+    pub intents_removed: usize,
+    pub unchanged: usize,
+}
+
+fn hash_of<T: serde::Serialize>(value: &T) -> String {
+    let json = serde_json::to_vec(value).expect("knowledge-base entries serialise");
+    Sha256::digest(json)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("lists of strings serialise")
+}
+
+impl Store {
+    /// Makes the stored knowledge base equal to `kb` (coaching cards are not stored), calling
+    /// `progress(done, total)` after each entry. All or nothing.
+    pub async fn import_knowledge(
+        &self,
+        kb: &KnowledgeBase,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<KbImport, StoreError> {
+        let total = kb.articles.len() + kb.intents.len();
+        let now = now_ms();
+        let mut report = KbImport::default();
+        let mut tx = self.writer.begin().await?;
+
+        let stored: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, content_hash FROM knowledge_articles")
+                .fetch_all(&mut *tx)
+                .await?;
+        let stored_intents: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, examples FROM intents")
+                .fetch_all(&mut *tx)
+                .await?;
+        for (name, _) in &stored_intents {
+            if kb.intent(name).is_none() {
+                sqlx::query("DELETE FROM intents WHERE name = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                report.intents_removed += 1;
+            }
+        }
+        for (id, _) in &stored {
+            if kb.article(id).is_none() {
+                sqlx::query("DELETE FROM knowledge_articles WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                report.articles_removed += 1;
+            }
+        }
+
+        for (done, article) in kb.articles.iter().enumerate() {
+            let hash = hash_of(article);
+            match stored.iter().find(|(id, _)| id == &article.id) {
+                Some((_, old)) if *old == hash => report.unchanged += 1,
+                found => {
+                    sqlx::query(
+                        "INSERT INTO knowledge_articles (id, title, body, tags, intents, locale, content_hash, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (id) DO UPDATE SET title = $2, body = $3, tags = $4, intents = $5, \
+                         locale = $6, content_hash = $7, updated_at = $8",
+                    )
+                    .bind(&article.id)
+                    .bind(&article.title)
+                    .bind(&article.body)
+                    .bind(to_json(&article.tags))
+                    .bind(to_json(&article.intents))
+                    .bind(&article.locale)
+                    .bind(hash)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    if found.is_some() {
+                        report.articles_updated += 1;
+                    } else {
+                        report.articles_added += 1;
+                    }
+                }
+            }
+            progress(done + 1, total);
+        }
+
+        let current = self.intent_rows(&mut tx).await?;
+        for (done, intent) in kb.intents.iter().enumerate() {
+            match current.iter().find(|i| i.name == intent.name) {
+                Some(old) if old == intent => report.unchanged += 1,
+                found => {
+                    sqlx::query(
+                        "INSERT INTO intents (name, description, examples, answer, article_id, escalate, skill, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                         ON CONFLICT (name) DO UPDATE SET description = $2, examples = $3, answer = $4, \
+                         article_id = $5, escalate = $6, skill = $7, updated_at = $8",
+                    )
+                    .bind(&intent.name)
+                    .bind(intent.description.clone())
+                    .bind(to_json(&intent.examples))
+                    .bind(intent.answer.clone())
+                    .bind(intent.article.clone())
+                    .bind(i64::from(intent.escalate))
+                    .bind(intent.skill.clone())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    if found.is_some() {
+                        report.intents_updated += 1;
+                    } else {
+                        report.intents_added += 1;
+                    }
+                }
+            }
+            progress(kb.articles.len() + done + 1, total);
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    async fn intent_rows(&self, conn: &mut sqlx::AnyConnection) -> Result<Vec<Intent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, description, examples, answer, article_id, escalate, skill FROM intents ORDER BY name",
+        )
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Intent {
+                    name: row.try_get("name")?,
+                    description: row.try_get("description")?,
+                    examples: json_col(row, "examples")?,
+                    answer: row.try_get("answer")?,
+                    article: row.try_get("article_id")?,
+                    escalate: row.try_get::<i64, _>("escalate")? != 0,
+                    skill: row.try_get("skill")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The stored knowledge base (articles by id, intents by name; no coaching cards), or
+    /// `None` when nothing was ever imported.
+    pub async fn knowledge(&self) -> Result<Option<KnowledgeBase>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, title, body, tags, intents, locale FROM knowledge_articles ORDER BY id",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let articles = rows
+            .iter()
+            .map(|row| {
+                Ok(Article {
+                    id: row.try_get("id")?,
+                    title: row.try_get("title")?,
+                    body: row.try_get("body")?,
+                    tags: json_col(row, "tags")?,
+                    intents: json_col(row, "intents")?,
+                    locale: row.try_get("locale")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut conn = self.reader.acquire().await?;
+        let intents = self.intent_rows(&mut conn).await?;
+        if articles.is_empty() && intents.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(KnowledgeBase {
+            articles,
+            intents,
+            cards: Vec::new(),
+        }))
+    }
+}

@@ -1,0 +1,127 @@
+//! The knowledge base in the database: `kb import` adds, changes and removes entries to match
+//! a folder, reports what it did, and what is stored reads back as imported.
+
+use std::process::Command;
+
+use switchboard::kb::KnowledgeBase;
+use switchboard::store::KbImport;
+
+use crate::helpers::{Backend, TestDatabase, spawn_app};
+use crate::on_both_backends;
+
+on_both_backends!(
+    importing_matches_the_folder_and_reports_changes,
+    the_cli_imports_a_folder,
+);
+
+fn shipped() -> KnowledgeBase {
+    KnowledgeBase::read(concat!(env!("CARGO_MANIFEST_DIR"), "/knowledge-base"))
+        .expect("the shipped knowledge base reads")
+}
+
+fn by_name(mut kb: KnowledgeBase) -> KnowledgeBase {
+    kb.intents.sort_by(|a, b| a.name.cmp(&b.name));
+    kb.articles.sort_by(|a, b| a.id.cmp(&b.id));
+    kb.cards.clear();
+    kb
+}
+
+async fn importing_matches_the_folder_and_reports_changes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let store = app.state.chat.store();
+    assert_eq!(store.knowledge().await.expect("reads"), None);
+
+    let kb = shipped();
+    let mut seen = Vec::new();
+    let first = store
+        .import_knowledge(&kb, |done, total| seen.push((done, total)))
+        .await
+        .expect("imports");
+    let total = kb.articles.len() + kb.intents.len();
+    assert_eq!(
+        first,
+        KbImport {
+            articles_added: kb.articles.len(),
+            intents_added: kb.intents.len(),
+            ..KbImport::default()
+        }
+    );
+    assert_eq!(
+        seen.last(),
+        Some(&(total, total)),
+        "progress reaches the end"
+    );
+    let stored = store.knowledge().await.expect("reads").expect("imported");
+    assert_eq!(by_name(stored), by_name(kb.clone()));
+
+    let again = store
+        .import_knowledge(&kb, |_, _| {})
+        .await
+        .expect("imports");
+    assert_eq!(
+        again,
+        KbImport {
+            unchanged: total,
+            ..KbImport::default()
+        },
+        "an unchanged folder changes nothing"
+    );
+
+    let mut edited = kb.clone();
+    edited.articles[0].title.push_str(" (updated)");
+    let dropped = edited.intents.remove(0).name;
+    edited.intents[0]
+        .examples
+        .push("a brand new way to say it".into());
+    let changed = store
+        .import_knowledge(&edited, |_, _| {})
+        .await
+        .expect("imports");
+    assert_eq!(
+        changed,
+        KbImport {
+            articles_updated: 1,
+            intents_updated: 1,
+            intents_removed: 1,
+            unchanged: total - 3,
+            ..KbImport::default()
+        }
+    );
+    let stored = store.knowledge().await.expect("reads").expect("imported");
+    assert!(stored.intent(&dropped).is_none());
+    assert_eq!(by_name(stored), by_name(edited));
+}
+
+async fn the_cli_imports_a_folder(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let output = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "kb",
+            "import",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/knowledge-base"),
+        ])
+        .env("DATABASE_URL", &db.url)
+        .env("SWITCHBOARD_LOG__LEVEL", "warn")
+        .output()
+        .expect("the binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let kb = shipped();
+    assert!(
+        stdout.contains(&format!("articles: {} added", kb.articles.len()))
+            && stdout.contains(&format!("intents: {} added", kb.intents.len())),
+        "{stdout}"
+    );
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["kb", "import", "/nonexistent/knowledge-base"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .expect("the binary runs");
+    assert!(!missing.status.success(), "a missing folder is an error");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}
