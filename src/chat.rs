@@ -18,15 +18,33 @@ use crate::metrics::Metrics;
 use crate::protocol::{ConversationEvent, MessageFrame, ServerFrame};
 use crate::store::{Appended, Escalation, NewMessage, Store, StoreError};
 
-/// Per-conversation ordering locks, striped so their number stays fixed.
+/// Stripes of the conversation service's ordering locks.
 const LOCK_STRIPES: usize = 1024;
+
+/// Per-conversation locks, striped so their number stays fixed however many conversations
+/// there are (two conversations may share a stripe, and then wait for each other).
+#[derive(Clone, Debug)]
+pub(crate) struct ConversationLocks(Arc<[Mutex<()>]>);
+
+impl ConversationLocks {
+    pub(crate) fn new(stripes: usize) -> Self {
+        Self((0..stripes.max(1)).map(|_| Mutex::new(())).collect())
+    }
+
+    pub(crate) async fn lock(&self, id: ConversationId) -> MutexGuard<'_, ()> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut hasher);
+        self.0[hasher.finish() as usize % self.0.len()].lock().await
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Chat {
     store: Store,
     hub: HubHandle,
     metrics: Metrics,
-    locks: Arc<[Mutex<()>]>,
+    /// Serialise store-then-publish per conversation, so sockets see `seq` in order.
+    locks: ConversationLocks,
 }
 
 impl Chat {
@@ -35,7 +53,7 @@ impl Chat {
             store,
             hub,
             metrics,
-            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            locks: ConversationLocks::new(LOCK_STRIPES),
         }
     }
 
@@ -45,15 +63,6 @@ impl Chat {
 
     pub fn hub(&self) -> &HubHandle {
         &self.hub
-    }
-
-    /// Serialises store-then-publish per conversation, so sockets see `seq` in order.
-    async fn lock(&self, id: ConversationId) -> MutexGuard<'_, ()> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        id.hash(&mut hasher);
-        self.locks[hasher.finish() as usize % self.locks.len()]
-            .lock()
-            .await
     }
 
     /// Opens a conversation for a visitor and announces it to the agents.
@@ -71,7 +80,7 @@ impl Chat {
         new: NewMessage,
         sender: Option<ConnId>,
     ) -> Result<Appended, StoreError> {
-        let order = self.lock(new.conversation_id).await;
+        let order = self.locks.lock(new.conversation_id).await;
         let appended = self.post_locked(new, sender).await?;
         drop(order);
         if let Appended::New { message, .. } = &appended
@@ -86,7 +95,7 @@ impl Chat {
     /// same lock every change of state takes: once a conversation is queued or has an agent,
     /// a reply that was being prepared is dropped (`None`), never shown.
     pub async fn post_from_bot(&self, new: NewMessage) -> Result<Option<Appended>, StoreError> {
-        let _order = self.lock(new.conversation_id).await;
+        let _order = self.locks.lock(new.conversation_id).await;
         let conversation = self.store.conversation(new.conversation_id).await?;
         if conversation.state != ConversationState::Bot {
             return Ok(None);
@@ -224,7 +233,7 @@ impl Chat {
         id: ConversationId,
         stored: impl Future<Output = Result<Conversation, StoreError>>,
     ) -> Result<Conversation, StoreError> {
-        let _order = self.lock(id).await;
+        let _order = self.locks.lock(id).await;
         let conversation = stored.await?;
         self.announce(&conversation, ConversationEvent::Updated)
             .await;

@@ -3,14 +3,12 @@
 //! conversation to a human, the bot answers. Messages of one conversation are handled one at
 //! a time, in order; different conversations in parallel.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
 use crate::ai::{AiError, Analysis, ConversationContext, Engine, Reply, ReplyKind};
-use crate::chat::Chat;
+use crate::chat::{Chat, ConversationLocks};
 use crate::domain::{AuthorRole, ConversationId, ConversationState, Message, MessageText};
 use crate::escalation::{Action, Facts, Firing, evaluate, trend_slope};
 use crate::metrics::Metrics;
@@ -38,7 +36,7 @@ pub struct Bot {
     chat: Chat,
     desk: Desk,
     metrics: Metrics,
-    locks: Arc<[Mutex<()>]>,
+    locks: ConversationLocks,
 }
 
 impl Bot {
@@ -48,7 +46,7 @@ impl Bot {
             chat,
             desk,
             metrics,
-            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            locks: ConversationLocks::new(LOCK_STRIPES),
         }
     }
 
@@ -67,17 +65,9 @@ impl Bot {
         });
     }
 
-    async fn lock(&self, id: ConversationId) -> tokio::sync::MutexGuard<'_, ()> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        id.hash(&mut hasher);
-        self.locks[hasher.finish() as usize % self.locks.len()]
-            .lock()
-            .await
-    }
-
     async fn handle(&self, message: Message) -> Result<(), StoreError> {
         let id = message.conversation_id;
-        let _order = self.lock(id).await;
+        let _order = self.locks.lock(id).await;
         let with_bot = self.chat.store().conversation(id).await?.state == ConversationState::Bot;
         if with_bot {
             self.chat.bot_typing(id, true).await;
@@ -121,7 +111,28 @@ impl Bot {
         }
 
         let history = self.chat.store().recent_messages(id, HISTORY).await?;
-        let firings = self.fire_rules(message, &analysis, &history).await;
+        let fallbacks_before = consecutive_fallbacks(&history, message.seq);
+        let started = std::time::Instant::now();
+        let reply = self.engine.respond(
+            &analysis,
+            &ConversationContext {
+                consecutive_fallbacks: fallbacks_before,
+            },
+        );
+        self.metrics
+            .ai_stage_duration
+            .with_label_values(&["respond"])
+            .observe(started.elapsed().as_secs_f64());
+        let mut scores: Vec<f32> = history
+            .iter()
+            .filter(|m| m.author == AuthorRole::Visitor && m.seq < message.seq)
+            .filter_map(sentiment_of)
+            .collect();
+        scores.push(analysis.sentiment.score);
+        let fallbacks = fallbacks_before + u32::from(reply.kind == ReplyKind::Fallback);
+        let firings = self
+            .fire_rules(message, &analysis, &history, &scores, fallbacks)
+            .await;
         if !firings.is_empty() {
             let recorded: Vec<(String, String)> = firings
                 .iter()
@@ -146,7 +157,7 @@ impl Bot {
         }
         match escalation {
             Some((priority_at, skill)) => {
-                let summary = handoff_summary(&firings, &analysis, &history);
+                let summary = handoff_summary(&firings, &analysis, &history, &scores);
                 let escalation = Escalation {
                     priority: priority_at.max(priority.unwrap_or(0)),
                     skill,
@@ -172,15 +183,6 @@ impl Bot {
                 for text in system_messages {
                     self.post_system(id, &text).await?;
                 }
-                let context = ConversationContext {
-                    consecutive_fallbacks: consecutive_fallbacks(&history, message.seq),
-                };
-                let started = std::time::Instant::now();
-                let reply = self.engine.respond(&analysis, &context);
-                self.metrics
-                    .ai_stage_duration
-                    .with_label_values(&["respond"])
-                    .observe(started.elapsed().as_secs_f64());
                 self.post_reply(id, reply).await?;
             }
         }
@@ -215,6 +217,8 @@ impl Bot {
         message: &Message,
         analysis: &Analysis,
         history: &[Message],
+        sentiment_history: &[f32],
+        consecutive_fallbacks: u32,
     ) -> Vec<Firing> {
         let rules = match self.desk.rules().current().await {
             Ok(rules) => rules,
@@ -223,12 +227,6 @@ impl Bot {
                 Arc::new(Vec::new())
             }
         };
-        let mut scores: Vec<f32> = history
-            .iter()
-            .filter(|m| m.author == AuthorRole::Visitor && m.seq < message.seq)
-            .filter_map(sentiment_of)
-            .collect();
-        scores.push(analysis.sentiment.score);
         let mut kinds: Vec<String> = Vec::new();
         for entity in &analysis.entities {
             let kind = serde_json::to_value(entity.kind)
@@ -247,14 +245,8 @@ impl Bot {
             confidence: analysis.intent.confidence,
             out_of_scope: analysis.intent.out_of_scope,
             sentiment: analysis.sentiment.score,
-            sentiment_history: &scores,
-            consecutive_fallbacks: consecutive_fallbacks(history, message.seq)
-                + u32::from(
-                    self.engine
-                        .respond(analysis, &ConversationContext::default())
-                        .kind
-                        == ReplyKind::Fallback,
-                ),
+            sentiment_history,
+            consecutive_fallbacks,
             entity_kinds: &kinds,
             visitor_attributes: None,
             message_count: history
@@ -409,12 +401,14 @@ fn consecutive_fallbacks(history: &[Message], seq: i64) -> u32 {
     n
 }
 
-/// What the agent who takes the conversation reads first.
-fn handoff_summary(firings: &[Firing], analysis: &Analysis, history: &[Message]) -> Value {
-    let mut scores: Vec<f32> = history.iter().filter_map(sentiment_of).collect();
-    if scores.last() != Some(&analysis.sentiment.score) {
-        scores.push(analysis.sentiment.score);
-    }
+/// What the agent who takes the conversation reads first; `scores` are the sentiments of the
+/// visitor's messages, this one last.
+fn handoff_summary(
+    firings: &[Firing],
+    analysis: &Analysis,
+    history: &[Message],
+    scores: &[f32],
+) -> Value {
     let offered: Vec<&Value> = history
         .iter()
         .filter(|m| m.author == AuthorRole::Bot)
@@ -453,7 +447,7 @@ fn handoff_summary(firings: &[Firing], analysis: &Analysis, history: &[Message])
             "score": analysis.sentiment.score,
             "label": analysis.sentiment.label,
             "history": scores,
-            "trend": trend_slope(&scores, SUMMARY_TREND.min(scores.len())),
+            "trend": trend_slope(scores, SUMMARY_TREND.min(scores.len())),
         },
         "entities": analysis.entities,
         "last_messages": last,
