@@ -97,10 +97,8 @@ pub struct TrainIntentsArgs {
     /// Where to write `intents.safetensors` and `intents.json`.
     #[arg(long, default_value = "data/cache/trained")]
     out: PathBuf,
-    #[arg(long, default_value = Embedder::DEFAULT_DIR)]
-    minilm: PathBuf,
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    encoder: EncoderArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -120,10 +118,8 @@ pub struct EvalIntentsArgs {
     /// Also write the figures as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
-    #[arg(long, default_value = Embedder::DEFAULT_DIR)]
-    minilm: PathBuf,
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    encoder: EncoderArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -137,10 +133,8 @@ pub struct EvalRetrievalArgs {
     /// Also write the figures as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
-    #[arg(long, default_value = Embedder::DEFAULT_DIR)]
-    minilm: PathBuf,
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    encoder: EncoderArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,15 +151,11 @@ pub struct TrainSentimentArgs {
     /// Train on the reviews only (a baseline: the head then never sees a neutral example).
     #[arg(long)]
     without_support: bool,
-    /// The MiniLM model folder.
-    #[arg(long, default_value = Embedder::DEFAULT_DIR)]
-    minilm: PathBuf,
     /// Where to write the model.
     #[arg(long, default_value = Sentiment::DEFAULT_DIR)]
     out: PathBuf,
-    /// Encoder threads (default: one per CPU; 1 is faster on a machine busy with other work).
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    encoder: EncoderArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -176,15 +166,11 @@ pub struct EvalSentimentArgs {
     /// The sentiment model folder.
     #[arg(long, default_value = Sentiment::DEFAULT_DIR)]
     model: PathBuf,
-    /// The MiniLM model folder.
-    #[arg(long, default_value = Embedder::DEFAULT_DIR)]
-    minilm: PathBuf,
     /// Also write the figures as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
-    /// Encoder threads (default: one per CPU; 1 is faster on a machine busy with other work).
-    #[arg(long)]
-    threads: Option<usize>,
+    #[command(flatten)]
+    encoder: EncoderArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -304,14 +290,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn load_embedder(dir: &std::path::Path, threads: Option<usize>) -> anyhow::Result<Embedder> {
+/// The encoder options every training and evaluation command takes.
+#[derive(Debug, clap::Args)]
+pub struct EncoderArgs {
+    /// The MiniLM model folder.
+    #[arg(long, default_value = Embedder::DEFAULT_DIR)]
+    minilm: PathBuf,
+    /// Encoder threads (default: one per CPU; 1 is faster on a machine busy with other work).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn load_embedder(args: &EncoderArgs) -> anyhow::Result<Embedder> {
     let mut options = EmbedderOptions::default();
-    options.threads = threads.unwrap_or(options.threads);
-    Ok(Embedder::load(dir, options)?)
+    options.threads = args.threads.unwrap_or(options.threads);
+    Ok(Embedder::load(&args.minilm, options)?)
 }
 
 fn train_sentiment(args: TrainSentimentArgs) -> anyhow::Result<()> {
-    let embedder = load_embedder(&args.minilm, args.threads)?;
+    let embedder = load_embedder(&args.encoder)?;
     let sources = sentiment::TrainSources {
         sst2: Some(args.sst2),
         cr: Some(args.cr),
@@ -332,7 +329,7 @@ fn train_sentiment(args: TrainSentimentArgs) -> anyhow::Result<()> {
 }
 
 fn eval_sentiment(args: EvalSentimentArgs) -> anyhow::Result<()> {
-    let embedder = load_embedder(&args.minilm, args.threads)?;
+    let embedder = load_embedder(&args.encoder)?;
     let model = Sentiment::load(&args.model)?;
     let rows = read_labelled_csv(&args.test)?;
     let name = args.test.display().to_string();
@@ -346,7 +343,7 @@ fn eval_sentiment(args: EvalSentimentArgs) -> anyhow::Result<()> {
 }
 
 fn train_intents(args: TrainIntentsArgs) -> anyhow::Result<()> {
-    let embedder = load_embedder(&args.minilm, args.threads)?;
+    let embedder = load_embedder(&args.encoder)?;
     let rows = match &args.data {
         Some(path) => read_labelled_csv(path)?,
         None => KnowledgeBase::read(&args.kb)?
@@ -377,7 +374,7 @@ fn train_intents(args: TrainIntentsArgs) -> anyhow::Result<()> {
 }
 
 fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
-    let embedder = load_embedder(&args.minilm, args.threads)?;
+    let embedder = load_embedder(&args.encoder)?;
     let start = std::time::Instant::now();
     let train_rows = read_labelled_csv(&args.train)?;
     let train_set = embed_examples(&embedder, &train_rows)?;
@@ -428,7 +425,7 @@ fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
 }
 
 fn eval_retrieval(args: EvalRetrievalArgs) -> anyhow::Result<()> {
-    let embedder = load_embedder(&args.minilm, args.threads)?;
+    let embedder = load_embedder(&args.encoder)?;
     let corpus = retrieval::read_corpus(&args.corpus)?;
     let queries = retrieval::read_queries(&args.queries)?;
     let start = std::time::Instant::now();

@@ -445,16 +445,20 @@ mod tests {
         keys
     }
 
-    #[test]
-    fn the_kubernetes_config_map_holds_a_valid_config() {
-        let manifest = include_str!("../k8s/configmap.yaml");
+    /// The `switchboard.toml` a Kubernetes config map embeds.
+    fn embedded_toml(manifest: &str) -> String {
         let (_, block) = manifest
             .split_once("switchboard.toml: |\n")
             .expect("the config map embeds switchboard.toml");
-        let toml: String = block
+        block
             .lines()
             .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_kubernetes_config_map_holds_a_valid_config() {
+        let toml = embedded_toml(include_str!("../k8s/configmap.yaml"));
         let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::string(&toml))
             .extract()
@@ -471,14 +475,7 @@ mod tests {
 
     #[test]
     fn the_kubernetes_postgres_config_map_needs_the_database_url_from_its_secret() {
-        let manifest = include_str!("../k8s/configmap-postgres.yaml");
-        let (_, block) = manifest
-            .split_once("switchboard.toml: |\n")
-            .expect("the config map embeds switchboard.toml");
-        let toml: String = block
-            .lines()
-            .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
-            .collect();
+        let toml = embedded_toml(include_str!("../k8s/configmap-postgres.yaml"));
         let load = |env: &str| -> Settings {
             Figment::from(Serialized::defaults(Settings::default()))
                 .merge(Toml::string(&toml))

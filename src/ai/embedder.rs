@@ -114,6 +114,19 @@ impl Embedder {
         let hidden = self.pool.install(|| self.bert.forward(&self.pool, &batch));
         Ok(pool_all(&hidden, &batch))
     }
+
+    /// Embeds any number of texts in batches of [`Self::BULK_BATCH`] (a data set, a knowledge
+    /// base), so no pass pads one long text's length onto hundreds of short ones.
+    pub fn embed_all<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Embedding>, AiError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(Self::BULK_BATCH) {
+            out.extend(self.embed_batch(chunk)?);
+        }
+        Ok(out)
+    }
+
+    /// Texts per pass in [`Self::embed_all`].
+    pub const BULK_BATCH: usize = 32;
 }
 
 fn pool_all(hidden: &[f32], batch: &TokenBatch) -> Vec<Embedding> {

@@ -158,6 +158,7 @@ pub fn passages(kb: &KnowledgeBase) -> Vec<Passage> {
                         format!("{}: {}", article.title, section.heading)
                     };
                     Passage {
+                        // `responder` and `suggest` read the article back from this id.
                         id: format!("{}#{i}", article.id),
                         title,
                         text: section.text,
@@ -215,10 +216,7 @@ impl Engine {
         let embeddings = match cache::load_embeddings(&config.cache_dir, &texts) {
             Some(e) => e,
             None => {
-                let mut embeddings = Vec::with_capacity(texts.len());
-                for chunk in texts.chunks(32) {
-                    embeddings.extend(embedder.embed_batch(chunk)?);
-                }
+                let embeddings = embedder.embed_all(&texts)?;
                 cache::save_embeddings(&config.cache_dir, &texts, &embeddings)?;
                 embeddings
             }
@@ -350,13 +348,15 @@ impl Engine {
     pub fn suggest(&self, analysis: &Analysis) -> Suggestions {
         let mut articles: Vec<SuggestedArticle> = Vec::new();
         for p in &analysis.passages {
-            let Some(link) = &p.link else { continue };
+            let article = p.id.split('#').next().unwrap_or(&p.id);
+            let Some((title, link)) = self.knowledge.articles.get(article) else {
+                continue;
+            };
             if articles.iter().any(|a| &a.link == link) {
                 continue;
             }
-            let title = p.title.split(": ").next().unwrap_or(&p.title).to_owned();
             articles.push(SuggestedArticle {
-                title,
+                title: title.clone(),
                 link: link.clone(),
                 score: p.score,
             });

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{Fusion, Passage, Retriever};
-use crate::ai::{AiError, Embedder, Embedding};
+use crate::ai::{AiError, Embedder};
 
 /// Dense weights tried for convex fusion on the tuning queries.
 const DENSE_WEIGHTS: [f32; 9] = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98];
@@ -139,17 +139,11 @@ pub fn compare_fusions(
     queries: &[Judged],
 ) -> Result<FusionComparison, AiError> {
     let texts: Vec<String> = corpus.iter().map(Passage::embedding_text).collect();
-    let mut vectors = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(32) {
-        vectors.extend(embedder.embed_batch(chunk)?);
-    }
+    let vectors = embedder.embed_all(&texts)?;
     let passages = corpus.len();
     let retriever = Retriever::build(corpus, &vectors, Fusion::default(), None)?;
-    let mut asked: Vec<Embedding> = Vec::with_capacity(queries.len());
-    for chunk in queries.chunks(32) {
-        let texts: Vec<&str> = chunk.iter().map(|q| q.text.as_str()).collect();
-        asked.extend(embedder.embed_batch(&texts)?);
-    }
+    let questions: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
+    let asked = embedder.embed_all(&questions)?;
     let run = |fusion: Fusion, pick: &dyn Fn(usize) -> bool| -> Result<RankingMetrics, AiError> {
         let mut rankings = Vec::new();
         for (i, (q, e)) in queries.iter().zip(&asked).enumerate() {
