@@ -15,14 +15,15 @@ pub struct ConversationFilter {
     pub visible_to: Option<AgentId>,
 }
 
-/// Position in a listing ordered newest first: the last item's creation time and id.
+/// Position in a listing ordered newest first: the last item's creation time and id
+/// (conversations by default; feedback uses it too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cursor {
+pub struct Cursor<Id = ConversationId> {
     pub created_at_ms: i64,
-    pub id: ConversationId,
+    pub id: Id,
 }
 
-impl Cursor {
+impl<Id: std::fmt::Display + std::str::FromStr> Cursor<Id> {
     pub fn encode(&self) -> String {
         format!("{}_{}", self.created_at_ms, self.id)
     }
@@ -302,7 +303,7 @@ mod tests {
             id: ConversationId::new(),
         };
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
-        assert_eq!(Cursor::decode("nope"), None);
-        assert_eq!(Cursor::decode("12_notauuid"), None);
+        assert_eq!(Cursor::<ConversationId>::decode("nope"), None);
+        assert_eq!(Cursor::<ConversationId>::decode("12_notauuid"), None);
     }
 }

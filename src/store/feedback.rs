@@ -69,26 +69,8 @@ pub struct FeedbackFilter {
     pub assignee: Option<AgentId>,
 }
 
-/// Position in a listing ordered newest first: the last item's time and id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FeedbackCursor {
-    pub created_at_ms: i64,
-    pub id: Uuid,
-}
-
-impl FeedbackCursor {
-    pub fn encode(&self) -> String {
-        format!("{}_{}", self.created_at_ms, self.id)
-    }
-
-    pub fn decode(s: &str) -> Option<Self> {
-        let (ms, id) = s.split_once('_')?;
-        Some(Self {
-            created_at_ms: ms.parse().ok()?,
-            id: id.parse().ok()?,
-        })
-    }
-}
+/// Position in a feedback listing, newest first.
+pub type FeedbackCursor = super::Cursor<Uuid>;
 
 #[derive(Debug, Clone)]
 pub struct FeedbackPage {
