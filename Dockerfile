@@ -17,6 +17,7 @@ WORKDIR /opt/switchboard
 USER 10001:10001
 ENV SWITCHBOARD_SERVER__HOST=0.0.0.0 \
     DATABASE_URL=sqlite:///var/lib/switchboard/switchboard.db?mode=rwc \
+    SWITCHBOARD_AI__CACHE_DIR=/var/lib/switchboard/cache \
     SWITCHBOARD_LOG__FORMAT=json
 EXPOSE 8080
 VOLUME ["/var/lib/switchboard"]

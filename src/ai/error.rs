@@ -12,6 +12,13 @@ pub enum AiError {
         #[source]
         source: std::io::Error,
     },
+    /// A derived file (trained head, passage embeddings) could not be written to the cache.
+    #[error("cannot write cache file {path}")]
+    CacheIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The weights file is not valid safetensors or lacks a tensor.
     #[error("cannot load model weights from {path}")]
     Weights {

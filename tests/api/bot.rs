@@ -410,3 +410,24 @@ async fn agent_assist_suggests_replies_and_articles(backend: Backend) {
         .await;
     assert_eq!(off.status(), 503, "no engine, no suggestions");
 }
+
+/// A read-only cache folder (a container's read-only root filesystem) must not stop the
+/// engine: it trains and embeds, answers, and writes nothing.
+#[tokio::test]
+async fn the_engine_loads_and_answers_when_its_cache_cannot_be_written() {
+    let db = crate::helpers::TestDatabase::new(Backend::Sqlite).await;
+    let mut settings = crate::helpers::test_settings(&db.url);
+    settings.ai.enabled = true;
+    let blocker = tempfile::NamedTempFile::new().expect("a temporary file");
+    // No folder can be made under a regular file, whoever the process runs as.
+    settings.ai.cache_dir = blocker.path().join("cache");
+    let engine = switchboard::startup::load_engine(&settings)
+        .await
+        .expect("the engine loads without its cache");
+    let analysis = engine
+        .analyze("how do I get a refund for a trip?")
+        .await
+        .expect("analysed");
+    assert_eq!(analysis.intent(), Some("refund_request"));
+    assert!(!settings.ai.cache_dir.exists());
+}

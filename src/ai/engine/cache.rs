@@ -14,6 +14,15 @@ use crate::ai::{AiError, EMBEDDING_DIM, Embedding};
 const HEAD_DIR: &str = "intent-head-calibrated";
 const HEAD_NAME: &str = "kb-intents";
 
+/// The cache only saves time: a cache that cannot be written (a read-only filesystem, a full
+/// disk) is reported and the engine goes on with what it computed; the next start computes it
+/// again.
+pub(super) fn keep(what: &str, saved: Result<(), AiError>) {
+    if let Err(e) = saved {
+        tracing::warn!(error = ?e, what, "could not cache; it is computed again at the next start");
+    }
+}
+
 /// The cached head, if it was trained on data with this hash.
 pub(super) fn load_head(cache: &Path, hash: &str) -> Option<IntentHead> {
     let head = IntentHead::load(&cache.join(HEAD_DIR), HEAD_NAME).ok()?;
@@ -93,5 +102,5 @@ fn temporary(path: &Path) -> PathBuf {
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AiError {
     let path = path.to_owned();
-    move |source| AiError::ModelIo { path, source }
+    move |source| AiError::CacheIo { path, source }
 }

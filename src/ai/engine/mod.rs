@@ -206,7 +206,7 @@ impl Engine {
                     ece_after = calibration.after.ece,
                     "trained the intent head on the knowledge base"
                 );
-                cache::save_head(&config.cache_dir, &head)?;
+                cache::keep("intent head", cache::save_head(&config.cache_dir, &head));
                 head
             }
         };
@@ -217,7 +217,10 @@ impl Engine {
             Some(e) => e,
             None => {
                 let embeddings = embedder.embed_all(&texts)?;
-                cache::save_embeddings(&config.cache_dir, &texts, &embeddings)?;
+                cache::keep(
+                    "passage embeddings",
+                    cache::save_embeddings(&config.cache_dir, &texts, &embeddings),
+                );
                 embeddings
             }
         };
