@@ -28,7 +28,8 @@ start_replica() {
         echo "something else already listens on 127.0.0.1:$port; stop it first" >&2
         exit 1
     fi
-    (cd "$work" && SWITCHBOARD_LOG__LEVEL=warn DATABASE_URL="$url" SWITCHBOARD_CLUSTER__MODE=on \
+    # The relay alone, as in bench-realtime.sh: with the AI engine on, the bot would answer every message.
+    (cd "$work" && SWITCHBOARD_LOG__LEVEL=warn SWITCHBOARD_AI__ENABLED=false DATABASE_URL="$url" SWITCHBOARD_CLUSTER__MODE=on \
         SWITCHBOARD_SERVER__PORT="$port" \
         SWITCHBOARD_WEBSOCKET__MESSAGES_PER_SECOND=100000 SWITCHBOARD_WEBSOCKET__MESSAGE_BURST=100000 \
         exec "$bin/switchboard") &

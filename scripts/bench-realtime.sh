@@ -45,7 +45,7 @@ echo "== idle connections"
 start_server
 "$bin/switchboard-load" idle --connections 10000 --hold-secs 6
 
-for spec in "200 5 1000" "200 5 2000" "200 5 5000" "100 11 5000"; do
+for spec in "200 5 1000" "200 5 2000" "200 5 5000" "100 11 5000" "100 21 3000"; do
     read -r conversations tabs rate <<<"$spec"
     echo "== chat: $conversations conversations x $tabs tabs, $rate messages/s"
     start_server

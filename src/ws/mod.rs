@@ -42,7 +42,7 @@ async fn widget_upgrade(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let (response, socket, stream) = upgrade(&req, body, &state)?;
-    actix_web::rt::spawn(widget::run(state.get_ref().clone(), socket, stream));
+    actix_web::rt::spawn(widget::run(state.into_inner(), socket, stream));
     Ok(response)
 }
 

@@ -265,14 +265,15 @@ pub async fn pump<H: Handler>(
                     None | Some(Ok(AggregatedMessage::Close(_))) => Err(Ending::Gone),
                     Some(Err(e)) => Err(protocol_error(e)),
                     Some(Ok(AggregatedMessage::Text(text))) => {
-                        // Boxed: an idle socket's task then stays small (see docs/benchmarks.md).
+                        // Every write is boxed: an idle socket's task then keeps none of their
+                        // state (see docs/benchmarks.md).
                         Box::pin(handler.on_text(socket, &text)).await
                     }
                     Some(Ok(AggregatedMessage::Binary(_))) => {
                         let e = FrameError::new(ErrorCode::InvalidFrame, "binary frames are not supported; send JSON text frames");
-                        socket.error(&e, None).await
+                        Box::pin(socket.error(&e, None)).await
                     }
-                    Some(Ok(AggregatedMessage::Ping(p))) => socket.pong(&p).await,
+                    Some(Ok(AggregatedMessage::Ping(p))) => Box::pin(socket.pong(&p)).await,
                     Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
                 }
             }
@@ -287,7 +288,7 @@ pub async fn pump<H: Handler>(
                 if last_heard.elapsed() > settings.client_timeout() {
                     Err(Ending::close(close::HEARTBEAT_TIMEOUT, "heartbeat_timeout", "no heartbeat"))
                 } else {
-                    socket.ping().await
+                    Box::pin(socket.ping()).await
                 }
             }
         };

@@ -1,6 +1,8 @@
 //! The visitor's widget socket: hello (new or resumed visitor), replay of what was missed,
 //! then chat messages, typing and read receipts.
 
+use std::sync::Arc;
+
 use actix_ws::AggregatedMessageStream;
 use governor::DefaultDirectRateLimiter;
 use tokio::sync::mpsc;
@@ -21,10 +23,14 @@ use crate::store::{Appended, NewMessage, StoreError};
 /// Messages read from the database per page when replaying.
 const REPLAY_PAGE: u32 = 500;
 
-pub async fn run(state: AppState, mut socket: Socket, mut stream: AggregatedMessageStream) {
+/// Everything a socket holds for its whole life is in this task: the state is shared (one
+/// pointer), and the steps that run once (hello, identify, welcome, replay, close) are boxed,
+/// so their futures are freed when done and an idle socket keeps only the main loop's state
+/// (see docs/benchmarks.md, "Where an idle connection's memory goes").
+pub async fn run(state: Arc<AppState>, mut socket: Socket, mut stream: AggregatedMessageStream) {
     let _open = state.metrics.connection("widget");
     let ending = serve(&state, &mut socket, &mut stream).await;
-    socket.finish(ending, &mut stream, &state.metrics).await;
+    Box::pin(socket.finish(ending, &mut stream, &state.metrics)).await;
 }
 
 async fn serve(
@@ -41,11 +47,18 @@ async fn serve(
         } => Some((protocol, (token, last_seq))),
         _ => None,
     };
-    let (token, last_seq) =
-        match await_hello(socket, stream, settings, WidgetFrame::TYPES, hello).await {
-            Ok(hello) => hello,
-            Err(ending) => return ending,
-        };
+    let (token, last_seq) = match Box::pin(await_hello(
+        socket,
+        stream,
+        settings,
+        WidgetFrame::TYPES,
+        hello,
+    ))
+    .await
+    {
+        Ok(hello) => hello,
+        Err(ending) => return ending,
+    };
     let (visitor, conversation) = match Box::pin(identify(state, token.as_deref())).await {
         Ok(found) => found,
         Err(Identify::Unauthorized) => {
@@ -53,18 +66,25 @@ async fn serve(
                 ErrorCode::Unauthorized,
                 "the visitor token is not valid; connect without one to start over",
             );
-            return refuse(
+            return Box::pin(refuse(
                 socket,
                 e,
                 close::UNAUTHORIZED,
                 "unauthorized",
                 "invalid token",
-            )
+            ))
             .await;
         }
         Err(Identify::Store(e)) => {
             tracing::error!(error = ?e, "widget hello failed");
-            return refuse(socket, internal(), 1011, "internal", "internal error").await;
+            return Box::pin(refuse(
+                socket,
+                internal(),
+                1011,
+                "internal",
+                "internal error",
+            ))
+            .await;
         }
     };
 
@@ -140,7 +160,7 @@ async fn converse(
         conversation_id: conversation.id,
         state: conversation.state,
     };
-    if let Err(ending) = socket.frame(&welcome).await {
+    if let Err(ending) = Box::pin(socket.frame(&welcome)).await {
         return ending;
     }
     let mut handler = Widget::new(state, conn, visitor, conversation, last_seq);
