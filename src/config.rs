@@ -55,7 +55,8 @@ pub struct AiSettings {
     /// The knowledge-base folder imported into the database on the first start; the database
     /// is the source of truth afterwards (`switchboard kb import`).
     pub knowledge_base: PathBuf,
-    /// Where files derived from the knowledge base are kept between starts.
+    /// Where the intent head trained on the knowledge base is kept between starts (passage
+    /// embeddings are in the database).
     pub cache_dir: PathBuf,
     /// Analyses under way at once; more are refused as overload.
     pub max_in_flight: usize,

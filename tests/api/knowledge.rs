@@ -6,12 +6,16 @@ use std::process::Command;
 use switchboard::kb::KnowledgeBase;
 use switchboard::store::KbImport;
 
-use crate::helpers::{Backend, TestDatabase, spawn_app};
+use switchboard::startup::load_engine;
+use switchboard::store::Store;
+
+use crate::helpers::{Backend, TestDatabase, spawn_app, test_settings};
 use crate::on_both_backends;
 
 on_both_backends!(
     importing_matches_the_folder_and_reports_changes,
     the_cli_imports_a_folder,
+    a_changed_article_re_embeds_only_its_passages,
 );
 
 fn shipped() -> KnowledgeBase {
@@ -124,4 +128,61 @@ async fn the_cli_imports_a_folder(backend: Backend) {
         .expect("the binary runs");
     assert!(!missing.status.success(), "a missing folder is an error");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}
+
+/// Passage embeddings live in the database by the hash of their text: a restart embeds
+/// nothing, a changed article only its own passages, and a removed one leaves no rows behind.
+async fn a_changed_article_re_embeds_only_its_passages(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let mut settings = test_settings(&db.url);
+    settings.ai.enabled = true;
+    let first = load_engine(&settings).await.expect("the engine loads");
+    let all = first.load_stats();
+    assert!(all.passages > 40, "{all:?}");
+    assert_eq!(
+        all.embedded, all.passages,
+        "a fresh database embeds everything"
+    );
+    drop(first);
+
+    let again = load_engine(&settings).await.expect("the engine loads");
+    assert_eq!(
+        again.load_stats().embedded,
+        0,
+        "nothing changed, nothing embedded"
+    );
+    drop(again);
+
+    let store = Store::connect(&db.url, 1).await.expect("connects");
+    let mut kb = store.knowledge().await.expect("reads").expect("seeded");
+    kb.articles[0].title.push_str(" (revised)");
+    let revised = kb.articles[0].sections().len();
+    let gone = kb.articles.pop().expect("articles");
+    let removed = gone.sections().len();
+    for intent in &mut kb.intents {
+        if intent.article.as_deref() == Some(gone.id.as_str()) {
+            intent.article = None;
+        }
+    }
+    store
+        .import_knowledge(&kb, |_, _| {})
+        .await
+        .expect("imports");
+
+    let changed = load_engine(&settings).await.expect("the engine loads");
+    assert_eq!(
+        changed.load_stats(),
+        switchboard::ai::LoadStats {
+            passages: all.passages - removed,
+            embedded: revised,
+        },
+        "only the revised article's passages are embedded"
+    );
+    let rows = store.passage_embeddings().await.expect("reads");
+    assert_eq!(
+        rows.len(),
+        all.passages - removed,
+        "the removed article's rows are gone"
+    );
+    store.close().await;
 }

@@ -1,10 +1,12 @@
 //! The engine the conversations use: one `analyze` per visitor message (embedding, intent
 //! with out-of-scope, sentiment, entities, retrieval hits) and one `respond` that turns an
 //! analysis into the bot's reply. Built once at start from the models and the knowledge base;
-//! what is derived from the knowledge base (the intent head, the passages' embeddings) is
-//! cached on disk under a hash of its input, so a restart on unchanged content trains nothing.
+//! what is derived from the knowledge base is kept: the intent head cached on disk under a hash
+//! of its input, the passages' embeddings handed in and out by key (the caller stores them in
+//! the database), so a restart on unchanged content trains and embeds nothing.
 
 mod cache;
+mod passages;
 mod responder;
 
 use std::collections::HashMap;
@@ -15,14 +17,15 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+pub use self::passages::{StoredEmbeddings, passages};
 pub use self::responder::{ConversationContext, Reply, ReplyKind, ResponderConfig, Source};
 use super::entities::{Entity, EntityConfig, EntityExtractor, Gazetteer};
 use super::intent::{
     IntentHead, LabelledText, TrainOptions, data_hash, embed_examples, train_calibrated,
 };
-use super::retrieval::{Fusion, Passage, Retriever};
+use super::retrieval::{Fusion, Retriever};
 use super::sentiment::{Sentiment, SentimentScore};
-use super::{AiError, EmbedHandle, Embedder, EmbedderOptions, WorkerConfig};
+use super::{AiError, EmbedHandle, Embedder, EmbedderOptions, Embedding, WorkerConfig};
 use crate::kb::KnowledgeBase;
 
 /// Passages returned with an analysis.
@@ -33,7 +36,7 @@ const HITS: usize = 5;
 pub struct EngineConfig {
     /// `minilm/` and `sentiment/` live here.
     pub models_dir: PathBuf,
-    /// Where derived files (the trained intent head, passage embeddings) are kept.
+    /// Where the trained intent head is kept (passage embeddings are in the database).
     pub cache_dir: PathBuf,
     /// Analyses running or waiting for the embedder at once; one more is refused with
     /// [`AiError::Overloaded`].
@@ -128,6 +131,15 @@ pub struct Engine {
     knowledge: Knowledge,
     permits: Arc<Semaphore>,
     responder: ResponderConfig,
+    stats: LoadStats,
+}
+
+/// What a load found and had to compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadStats {
+    pub passages: usize,
+    /// Passages embedded by this load, their embedding not being stored yet.
+    pub embedded: usize,
 }
 
 /// What the responder needs of the knowledge base.
@@ -142,37 +154,16 @@ pub fn article_link(id: &str) -> String {
     format!("/help/{id}")
 }
 
-/// The knowledge base's sections as retrievable passages, in a stable order.
-pub fn passages(kb: &KnowledgeBase) -> Vec<Passage> {
-    kb.articles
-        .iter()
-        .flat_map(|article| {
-            article
-                .sections()
-                .into_iter()
-                .enumerate()
-                .map(move |(i, section)| {
-                    let title = if section.heading == article.title {
-                        article.title.clone()
-                    } else {
-                        format!("{}: {}", article.title, section.heading)
-                    };
-                    Passage {
-                        // `responder` and `suggest` read the article back from this id.
-                        id: format!("{}#{i}", article.id),
-                        title,
-                        text: section.text,
-                        link: Some(article_link(&article.id)),
-                    }
-                })
-        })
-        .collect()
-}
-
 impl Engine {
-    /// Loads the models, then trains (or loads from the cache) the intent head and embeds (or
-    /// loads) the passages of `kb`. Blocks for as long as that takes: call it before serving.
-    pub fn load(config: &EngineConfig, kb: &KnowledgeBase) -> Result<Self, AiError> {
+    /// Loads the models, then trains (or loads from the cache) the intent head and embeds the
+    /// passages of `kb` whose embedding is not in `stored`. Returns the engine and the
+    /// embeddings it computed (by key), for the caller to store. Blocks for as long as that
+    /// takes: call it before serving.
+    pub fn load(
+        config: &EngineConfig,
+        kb: &KnowledgeBase,
+        stored: &StoredEmbeddings,
+    ) -> Result<(Self, Vec<(String, Embedding)>), AiError> {
         let options = if config.threads == 0 {
             EmbedderOptions::default()
         } else {
@@ -212,17 +203,11 @@ impl Engine {
         };
 
         let passages = passages(kb);
-        let texts: Vec<String> = passages.iter().map(Passage::embedding_text).collect();
-        let embeddings = match cache::load_embeddings(&config.cache_dir, &texts) {
-            Some(e) => e,
-            None => {
-                let embeddings = embedder.embed_all(&texts)?;
-                cache::keep(
-                    "passage embeddings",
-                    cache::save_embeddings(&config.cache_dir, &texts, &embeddings),
-                );
-                embeddings
-            }
+        let (embeddings, fresh) =
+            passages::embeddings_for(&passages, stored, |texts| embedder.embed_all(texts))?;
+        let stats = LoadStats {
+            passages: passages.len(),
+            embedded: fresh.len(),
         };
         let retriever = Retriever::build(passages, &embeddings, config.fusion, None)?;
 
@@ -249,7 +234,7 @@ impl Engine {
                 .map(|a| (a.id.clone(), (a.title.clone(), article_link(&a.id))))
                 .collect(),
         };
-        Ok(Self {
+        let engine = Self {
             embed: EmbedHandle::spawn(embedder, config.worker.clone())?,
             intents,
             threshold: config.intent_threshold,
@@ -259,7 +244,14 @@ impl Engine {
             knowledge,
             permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             responder: config.responder.clone(),
-        })
+            stats,
+        };
+        Ok((engine, fresh))
+    }
+
+    /// How many passages the load found and how many it embedded.
+    pub fn load_stats(&self) -> LoadStats {
+        self.stats
     }
 
     /// Analyses one visitor message. Fails at once with [`AiError::Overloaded`] when

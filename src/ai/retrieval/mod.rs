@@ -38,6 +38,29 @@ impl Passage {
     pub fn embedding_text(&self) -> String {
         format!("{}\n{}", self.title, self.text)
     }
+
+    /// Names the passage's embedding: a hash of the model and [`Self::embedding_text`], so
+    /// an embedding is reused exactly while both are the same.
+    pub fn embedding_key(&self) -> String {
+        hex_digest(&[EMBEDDING_MODEL.as_bytes(), self.embedding_text().as_bytes()])
+    }
+}
+
+/// The model whose embeddings the stored vectors are; part of their key.
+const EMBEDDING_MODEL: &str = "all-MiniLM-L6-v2";
+
+/// The first 128 bits of the SHA-256 of the parts (separated), in hex.
+fn hex_digest(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+        hasher.update([0x1e]);
+    }
+    hasher.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// How the two rankings are combined.
