@@ -105,6 +105,8 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.websocket.message_burst = 1000;
     settings.ai.enabled = false;
     settings.ai.cache_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cache");
+    // The search index in RAM: tests run side by side, and each has its own database.
+    settings.ai.index_dir = std::path::PathBuf::new();
     settings
 }
 

@@ -6,6 +6,7 @@ use std::process::Command;
 use switchboard::kb::KnowledgeBase;
 use switchboard::store::KbImport;
 
+use switchboard::ai::retrieval::IndexSync;
 use switchboard::startup::load_engine;
 use switchboard::store::Store;
 
@@ -130,18 +131,28 @@ async fn the_cli_imports_a_folder(backend: Backend) {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
 }
 
-/// Passage embeddings live in the database by the hash of their text: a restart embeds
-/// nothing, a changed article only its own passages, and a removed one leaves no rows behind.
+/// Passage embeddings live in the database by the hash of their text, and the search index
+/// on disk: a restart embeds and indexes nothing, a changed article only its own passages, and
+/// a removed one leaves no rows or entries behind.
 async fn a_changed_article_re_embeds_only_its_passages(backend: Backend) {
     let db = TestDatabase::new(backend).await;
+    let index = tempfile::tempdir().expect("a folder for the index");
     let mut settings = test_settings(&db.url);
     settings.ai.enabled = true;
+    settings.ai.index_dir = index.path().join("index");
     let first = load_engine(&settings).await.expect("the engine loads");
     let all = first.load_stats();
     assert!(all.passages > 40, "{all:?}");
     assert_eq!(
         all.embedded, all.passages,
         "a fresh database embeds everything"
+    );
+    assert_eq!(
+        first.index_sync(),
+        IndexSync {
+            indexed: all.passages,
+            ..IndexSync::default()
+        }
     );
     drop(first);
 
@@ -151,6 +162,7 @@ async fn a_changed_article_re_embeds_only_its_passages(backend: Backend) {
         0,
         "nothing changed, nothing embedded"
     );
+    assert_eq!(again.index_sync(), IndexSync::default(), "nor indexed");
     drop(again);
 
     let store = Store::connect(&db.url, 1).await.expect("connects");
@@ -177,6 +189,24 @@ async fn a_changed_article_re_embeds_only_its_passages(backend: Backend) {
             embedded: revised,
         },
         "only the revised article's passages are embedded"
+    );
+    assert_eq!(
+        changed.index_sync(),
+        IndexSync {
+            indexed: revised,
+            deleted: revised + removed,
+            ..IndexSync::default()
+        },
+        "and indexed"
+    );
+    let answer = changed
+        .analyze(&kb.articles[0].title)
+        .await
+        .expect("analysed");
+    assert!(
+        answer.passages[0].title.contains("(revised)"),
+        "the index on disk serves the revised article: {:?}",
+        answer.passages[0]
     );
     let rows = store.passage_embeddings().await.expect("reads");
     assert_eq!(

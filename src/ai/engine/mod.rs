@@ -23,7 +23,7 @@ use super::entities::{Entity, EntityConfig, EntityExtractor, Gazetteer};
 use super::intent::{
     IntentHead, LabelledText, TrainOptions, data_hash, embed_examples, train_calibrated,
 };
-use super::retrieval::{Fusion, Retriever};
+use super::retrieval::{Fusion, IndexSync, Retriever};
 use super::sentiment::{Sentiment, SentimentScore};
 use super::{AiError, EmbedHandle, Embedder, EmbedderOptions, Embedding, WorkerConfig};
 use crate::kb::KnowledgeBase;
@@ -38,6 +38,8 @@ pub struct EngineConfig {
     pub models_dir: PathBuf,
     /// Where the trained intent head is kept (passage embeddings are in the database).
     pub cache_dir: PathBuf,
+    /// The folder of the search index, updated in place at each load; `None`: in RAM.
+    pub index_dir: Option<PathBuf>,
     /// Analyses running or waiting for the embedder at once; one more is refused with
     /// [`AiError::Overloaded`].
     pub max_in_flight: usize,
@@ -209,7 +211,12 @@ impl Engine {
             passages: passages.len(),
             embedded: fresh.len(),
         };
-        let retriever = Retriever::build(passages, &embeddings, config.fusion, None)?;
+        let retriever = Retriever::build(
+            passages,
+            &embeddings,
+            config.fusion,
+            config.index_dir.as_deref(),
+        )?;
 
         let entities = EntityExtractor::new(&EntityConfig {
             gazetteers: vec![Gazetteer {
@@ -252,6 +259,11 @@ impl Engine {
     /// How many passages the load found and how many it embedded.
     pub fn load_stats(&self) -> LoadStats {
         self.stats
+    }
+
+    /// What the load wrote to the search index.
+    pub fn index_sync(&self) -> IndexSync {
+        self.retriever.index_sync()
     }
 
     /// Analyses one visitor message. Fails at once with [`AiError::Overloaded`] when

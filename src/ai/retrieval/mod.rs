@@ -8,10 +8,12 @@
 mod bm25;
 mod eval;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::bm25::IndexSync;
 pub use self::eval::{
     FusionComparison, Judged, RankingMetrics, compare_fusions, read_corpus, read_queries,
     score_rankings,
@@ -102,6 +104,8 @@ pub struct Hit {
 /// Passages, their embeddings and their BM25 index.
 pub struct Retriever {
     passages: Vec<Passage>,
+    /// Passage id → position, to read the index's hits back.
+    positions: HashMap<String, usize>,
     /// Row-major `passages.len() × EMBEDDING_DIM`.
     vectors: Vec<f32>,
     bm25: bm25::Bm25,
@@ -109,8 +113,8 @@ pub struct Retriever {
 }
 
 impl Retriever {
-    /// Indexes `passages` (with their embeddings, in the same order) in RAM, or on disk under
-    /// `index_dir`.
+    /// Indexes `passages` (with their embeddings, in the same order; ids unique) in RAM, or
+    /// on disk under `index_dir`, where only what changed since the last build is written.
     pub fn build(
         passages: Vec<Passage>,
         embeddings: &[Embedding],
@@ -124,6 +128,12 @@ impl Retriever {
                 embeddings.len()
             )));
         }
+        let mut positions = HashMap::with_capacity(passages.len());
+        for (i, p) in passages.iter().enumerate() {
+            if positions.insert(p.id.clone(), i).is_some() {
+                return Err(AiError::InvalidInput(format!("passage id {} twice", p.id)));
+            }
+        }
         let vectors = embeddings
             .iter()
             .flat_map(|e| e.as_slice())
@@ -132,6 +142,7 @@ impl Retriever {
         let bm25 = bm25::Bm25::build(&passages, index_dir)?;
         Ok(Self {
             passages,
+            positions,
             vectors,
             bm25,
             fusion,
@@ -140,6 +151,11 @@ impl Retriever {
 
     pub fn passage(&self, index: usize) -> &Passage {
         &self.passages[index]
+    }
+
+    /// What building the lexical index wrote.
+    pub fn index_sync(&self) -> IndexSync {
+        self.bm25.sync()
     }
 
     pub fn len(&self) -> usize {
@@ -184,10 +200,14 @@ impl Retriever {
                 bm25: 0.0,
             })
             .collect();
-        let lexical = if fusion == Fusion::Dense {
+        let lexical: Vec<(usize, f32)> = if fusion == Fusion::Dense {
             Vec::new()
         } else {
-            self.bm25.search(query, BM25_CANDIDATES)?
+            self.bm25
+                .search(query, BM25_CANDIDATES)?
+                .into_iter()
+                .filter_map(|(id, score)| Some((*self.positions.get(&id)?, score)))
+                .collect()
         };
         for &(passage, score) in &lexical {
             hits[passage].bm25 = score;
