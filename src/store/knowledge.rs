@@ -1,12 +1,12 @@
-//! The knowledge base in the database, its source of truth once imported: articles and
-//! intents, replaced by `switchboard kb import` in one transaction (added, changed and removed
+//! The knowledge base in the database, its source of truth once imported: articles, intents
+//! and coaching cards, replaced by `switchboard kb import` in one transaction (added, changed and removed
 //! entries counted) and read back by the engine at start.
 
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{Store, StoreError, json_col, now_ms};
-use crate::kb::{Article, Intent, KnowledgeBase};
+use crate::kb::{Article, CoachingCard, Intent, KnowledgeBase};
 
 /// What an import changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -17,6 +17,9 @@ pub struct KbImport {
     pub intents_added: usize,
     pub intents_updated: usize,
     pub intents_removed: usize,
+    pub cards_added: usize,
+    pub cards_updated: usize,
+    pub cards_removed: usize,
     pub unchanged: usize,
 }
 
@@ -33,14 +36,14 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 }
 
 impl Store {
-    /// Makes the stored knowledge base equal to `kb` (coaching cards are not stored), calling
-    /// `progress(done, total)` after each entry. All or nothing.
+    /// Makes the stored knowledge base equal to `kb`, calling `progress(done, total)` after
+    /// each entry. All or nothing.
     pub async fn import_knowledge(
         &self,
         kb: &KnowledgeBase,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<KbImport, StoreError> {
-        let total = kb.articles.len() + kb.intents.len();
+        let total = kb.articles.len() + kb.intents.len() + kb.cards.len();
         let now = now_ms();
         let mut report = KbImport::default();
         let mut tx = self.writer.begin().await?;
@@ -133,6 +136,11 @@ impl Store {
             }
             progress(kb.articles.len() + done + 1, total);
         }
+        let before = kb.articles.len() + kb.intents.len();
+        import_cards(&mut tx, &kb.cards, now, &mut report, |done| {
+            progress(before + done, total)
+        })
+        .await?;
         tx.commit().await?;
         Ok(report)
     }
@@ -158,7 +166,7 @@ impl Store {
             .collect()
     }
 
-    /// The stored knowledge base (articles by id, intents by name; no coaching cards), or
+    /// The stored knowledge base (articles and cards by id, intents by name), or
     /// `None` when nothing was ever imported.
     pub async fn knowledge(&self) -> Result<Option<KnowledgeBase>, StoreError> {
         let rows = sqlx::query(
@@ -181,13 +189,90 @@ impl Store {
             .collect::<Result<Vec<_>, StoreError>>()?;
         let mut conn = self.reader.acquire().await?;
         let intents = self.intent_rows(&mut conn).await?;
-        if articles.is_empty() && intents.is_empty() {
+        let cards = card_rows(&mut conn).await?;
+        if articles.is_empty() && intents.is_empty() && cards.is_empty() {
             return Ok(None);
         }
         Ok(Some(KnowledgeBase {
             articles,
             intents,
-            cards: Vec::new(),
+            cards,
         }))
     }
+}
+
+/// The coaching-card part of an import: removes cards no longer in `cards`, writes new and
+/// changed ones (by content hash), and counts what it did.
+async fn import_cards(
+    conn: &mut sqlx::AnyConnection,
+    cards: &[CoachingCard],
+    now: i64,
+    report: &mut KbImport,
+    mut progress: impl FnMut(usize),
+) -> Result<(), StoreError> {
+    let stored: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, content_hash FROM coaching_cards")
+            .fetch_all(&mut *conn)
+            .await?;
+    for (id, _) in &stored {
+        if !cards.iter().any(|c| &c.id == id) {
+            sqlx::query("DELETE FROM coaching_cards WHERE id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            report.cards_removed += 1;
+        }
+    }
+    for (done, card) in cards.iter().enumerate() {
+        let hash = hash_of(card);
+        match stored.iter().find(|(id, _)| id == &card.id) {
+            Some((_, old)) if *old == hash => report.unchanged += 1,
+            found => {
+                sqlx::query(
+                    "INSERT INTO coaching_cards (id, title, topics, when_to_use, prompt, tips, content_hash, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (id) DO UPDATE SET title = $2, topics = $3, when_to_use = $4, \
+                     prompt = $5, tips = $6, content_hash = $7, updated_at = $8",
+                )
+                .bind(&card.id)
+                .bind(&card.title)
+                .bind(to_json(&card.topics))
+                .bind(&card.when)
+                .bind(&card.prompt)
+                .bind(to_json(&card.tips))
+                .bind(hash)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                if found.is_some() {
+                    report.cards_updated += 1;
+                } else {
+                    report.cards_added += 1;
+                }
+            }
+        }
+        progress(done + 1);
+    }
+    Ok(())
+}
+
+/// The stored coaching cards, by id.
+async fn card_rows(conn: &mut sqlx::AnyConnection) -> Result<Vec<CoachingCard>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, title, topics, when_to_use, prompt, tips FROM coaching_cards ORDER BY id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(CoachingCard {
+                id: row.try_get("id")?,
+                title: row.try_get("title")?,
+                topics: json_col(row, "topics")?,
+                when: row.try_get("when_to_use")?,
+                prompt: row.try_get("prompt")?,
+                tips: json_col(row, "tips")?,
+            })
+        })
+        .collect()
 }

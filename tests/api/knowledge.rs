@@ -27,7 +27,7 @@ fn shipped() -> KnowledgeBase {
 fn by_name(mut kb: KnowledgeBase) -> KnowledgeBase {
     kb.intents.sort_by(|a, b| a.name.cmp(&b.name));
     kb.articles.sort_by(|a, b| a.id.cmp(&b.id));
-    kb.cards.clear();
+    kb.cards.sort_by(|a, b| a.id.cmp(&b.id));
     kb
 }
 
@@ -42,12 +42,17 @@ async fn importing_matches_the_folder_and_reports_changes(backend: Backend) {
         .import_knowledge(&kb, |done, total| seen.push((done, total)))
         .await
         .expect("imports");
-    let total = kb.articles.len() + kb.intents.len();
+    let total = kb.articles.len() + kb.intents.len() + kb.cards.len();
+    assert!(
+        !kb.cards.is_empty(),
+        "the shipped folder has coaching cards"
+    );
     assert_eq!(
         first,
         KbImport {
             articles_added: kb.articles.len(),
             intents_added: kb.intents.len(),
+            cards_added: kb.cards.len(),
             ..KbImport::default()
         }
     );
@@ -78,6 +83,8 @@ async fn importing_matches_the_folder_and_reports_changes(backend: Backend) {
     edited.intents[0]
         .examples
         .push("a brand new way to say it".into());
+    edited.cards[0].tips.push("Thank them for staying.".into());
+    let card_gone = edited.cards.pop().expect("cards").id;
     let changed = store
         .import_knowledge(&edited, |_, _| {})
         .await
@@ -88,12 +95,15 @@ async fn importing_matches_the_folder_and_reports_changes(backend: Backend) {
             articles_updated: 1,
             intents_updated: 1,
             intents_removed: 1,
-            unchanged: total - 3,
+            cards_updated: 1,
+            cards_removed: 1,
+            unchanged: total - 5,
             ..KbImport::default()
         }
     );
     let stored = store.knowledge().await.expect("reads").expect("imported");
     assert!(stored.intent(&dropped).is_none());
+    assert!(stored.cards.iter().all(|c| c.id != card_gone));
     assert_eq!(by_name(stored), by_name(edited));
 }
 
@@ -118,7 +128,8 @@ async fn the_cli_imports_a_folder(backend: Backend) {
     let kb = shipped();
     assert!(
         stdout.contains(&format!("articles: {} added", kb.articles.len()))
-            && stdout.contains(&format!("intents: {} added", kb.intents.len())),
+            && stdout.contains(&format!("intents: {} added", kb.intents.len()))
+            && stdout.contains(&format!("coaching cards: {} added", kb.cards.len())),
         "{stdout}"
     );
 
@@ -167,6 +178,11 @@ async fn a_changed_article_re_embeds_only_its_passages(backend: Backend) {
 
     let store = Store::connect(&db.url, 1).await.expect("connects");
     let mut kb = store.knowledge().await.expect("reads").expect("seeded");
+    assert_eq!(
+        by_name(kb.clone()).cards,
+        by_name(shipped()).cards,
+        "the first start seeded the coaching cards too"
+    );
     kb.articles[0].title.push_str(" (revised)");
     let revised = kb.articles[0].sections().len();
     let gone = kb.articles.pop().expect("articles");
