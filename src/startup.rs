@@ -213,15 +213,7 @@ pub async fn load_engine(settings: &Settings) -> Result<Arc<Engine>, StartError>
     .await
     .map_err(|e| AiError::Threads(Box::new(e)))??;
     let (fresh, keep) = fresh;
-    let fresh: Vec<(String, Vec<f32>)> = fresh
-        .into_iter()
-        .map(|(key, e)| (key, e.as_slice().to_vec()))
-        .collect();
-    // Like the cache, stored embeddings only save time: not storing them costs the next start
-    // the embedding, never this one its engine.
-    if let Err(e) = store.keep_passage_embeddings(&fresh, &keep).await {
-        tracing::warn!(error = ?e, "could not store the passage embeddings; they are computed again at the next start");
-    }
+    crate::knowledge::store_embeddings(&store, fresh, keep).await;
     store.close().await;
     Ok(Arc::new(engine))
 }

@@ -80,22 +80,7 @@ impl Store {
             match stored.iter().find(|(id, _)| id == &article.id) {
                 Some((_, old)) if *old == hash => report.unchanged += 1,
                 found => {
-                    sqlx::query(
-                        "INSERT INTO knowledge_articles (id, title, body, tags, intents, locale, content_hash, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                         ON CONFLICT (id) DO UPDATE SET title = $2, body = $3, tags = $4, intents = $5, \
-                         locale = $6, content_hash = $7, updated_at = $8",
-                    )
-                    .bind(&article.id)
-                    .bind(&article.title)
-                    .bind(&article.body)
-                    .bind(to_json(&article.tags))
-                    .bind(to_json(&article.intents))
-                    .bind(&article.locale)
-                    .bind(hash)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    upsert_article(&mut tx, article, &hash, now).await?;
                     if found.is_some() {
                         report.articles_updated += 1;
                     } else {
@@ -169,24 +154,7 @@ impl Store {
     /// The stored knowledge base (articles and cards by id, intents by name), or
     /// `None` when nothing was ever imported.
     pub async fn knowledge(&self) -> Result<Option<KnowledgeBase>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, title, body, tags, intents, locale FROM knowledge_articles ORDER BY id",
-        )
-        .fetch_all(&self.reader)
-        .await?;
-        let articles = rows
-            .iter()
-            .map(|row| {
-                Ok(Article {
-                    id: row.try_get("id")?,
-                    title: row.try_get("title")?,
-                    body: row.try_get("body")?,
-                    tags: json_col(row, "tags")?,
-                    intents: json_col(row, "intents")?,
-                    locale: row.try_get("locale")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let articles = self.articles().await?;
         let mut conn = self.reader.acquire().await?;
         let intents = self.intent_rows(&mut conn).await?;
         let cards = card_rows(&mut conn).await?;
@@ -275,4 +243,91 @@ async fn card_rows(conn: &mut sqlx::AnyConnection) -> Result<Vec<CoachingCard>, 
             })
         })
         .collect()
+}
+
+const ARTICLE_COLUMNS: &str =
+    "SELECT id, title, body, tags, intents, locale FROM knowledge_articles";
+
+fn article_row(row: &sqlx::any::AnyRow) -> Result<Article, StoreError> {
+    Ok(Article {
+        id: row.try_get("id")?,
+        title: row.try_get("title")?,
+        body: row.try_get("body")?,
+        tags: json_col(row, "tags")?,
+        intents: json_col(row, "intents")?,
+        locale: row.try_get("locale")?,
+    })
+}
+
+async fn upsert_article(
+    conn: &mut sqlx::AnyConnection,
+    article: &Article,
+    hash: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO knowledge_articles (id, title, body, tags, intents, locale, content_hash, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (id) DO UPDATE SET title = $2, body = $3, tags = $4, intents = $5, \
+         locale = $6, content_hash = $7, updated_at = $8",
+    )
+    .bind(&article.id)
+    .bind(&article.title)
+    .bind(&article.body)
+    .bind(to_json(&article.tags))
+    .bind(to_json(&article.intents))
+    .bind(&article.locale)
+    .bind(hash)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Every stored article, by id.
+    pub async fn articles(&self) -> Result<Vec<Article>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ARTICLE_COLUMNS} ORDER BY id"
+        )))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(article_row).collect()
+    }
+
+    pub async fn article(&self, id: &str) -> Result<Article, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ARTICLE_COLUMNS} WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or(StoreError::NotFound("article"))?;
+        article_row(&row)
+    }
+
+    /// Stores `article` under its id, replacing what was there; true when it is new.
+    pub async fn put_article(&self, article: &Article) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let existed: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM knowledge_articles WHERE id = $1")
+                .bind(&article.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        upsert_article(&mut tx, article, &hash_of(article), now_ms()).await?;
+        tx.commit().await?;
+        Ok(existed.is_none())
+    }
+
+    /// Removes an article; intents that linked to it keep their examples and lose the link.
+    pub async fn delete_article(&self, id: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM knowledge_articles WHERE id = $1")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("article"));
+        }
+        Ok(())
+    }
 }

@@ -133,6 +133,22 @@ pub async fn spawn_bot_app(backend: Backend) -> TestApp {
     start_with(db, settings, Some(engine)).await
 }
 
+/// A server with the bot on and an engine of its own, loaded from this test's database, with
+/// the search index in `index_dir`: for tests that change the engine's knowledge base.
+pub async fn spawn_bot_app_with_own_engine(
+    backend: Backend,
+    index_dir: &std::path::Path,
+) -> TestApp {
+    let db = TestDatabase::new(backend).await;
+    let mut settings = test_settings(&db.url);
+    settings.ai.enabled = true;
+    settings.ai.index_dir = index_dir.to_owned();
+    let engine = switchboard::startup::load_engine(&settings)
+        .await
+        .expect("the AI engine loads");
+    start_with(db, settings, Some(engine)).await
+}
+
 /// A running server and what a test needs to talk to it.
 pub struct TestApp {
     pub port: u16,

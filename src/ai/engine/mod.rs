@@ -6,17 +6,19 @@
 //! the database), so a restart on unchanged content trains and embeds nothing.
 
 mod cache;
+mod live;
 mod passages;
 mod responder;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+pub use self::live::ArticleUpdate;
 pub use self::passages::{StoredEmbeddings, passages};
 pub use self::responder::{ConversationContext, Reply, ReplyKind, ResponderConfig, Source};
 use super::entities::{Entity, EntityConfig, EntityExtractor, Gazetteer};
@@ -129,8 +131,15 @@ pub struct Engine {
     threshold: f32,
     sentiment: Sentiment,
     entities: EntityExtractor,
-    retriever: Retriever,
-    knowledge: Knowledge,
+    /// The articles' part: swapped whole when an article changes (`live.rs`), so a search
+    /// holds one version from start to end, and the lock only guards the swap.
+    corpus: RwLock<Arc<Corpus>>,
+    /// Article changes are applied one at a time, each on the version the last one left.
+    updating: tokio::sync::Mutex<()>,
+    fusion: Fusion,
+    index_dir: Option<PathBuf>,
+    /// The knowledge base's intents by name (they change only with a restart).
+    intent_info: HashMap<String, crate::kb::Intent>,
     permits: Arc<Semaphore>,
     responder: ResponderConfig,
     stats: LoadStats,
@@ -144,7 +153,14 @@ pub struct LoadStats {
     pub embedded: usize,
 }
 
+/// The retriever and what the responder needs of the knowledge base, in one version.
+struct Corpus {
+    retriever: Retriever,
+    knowledge: Knowledge,
+}
+
 /// What the responder needs of the knowledge base.
+#[derive(Clone)]
 struct Knowledge {
     intents: HashMap<String, crate::kb::Intent>,
     /// Article id → (title, link).
@@ -247,8 +263,14 @@ impl Engine {
             threshold: config.intent_threshold,
             sentiment,
             entities,
-            retriever,
-            knowledge,
+            intent_info: knowledge.intents.clone(),
+            corpus: RwLock::new(Arc::new(Corpus {
+                retriever,
+                knowledge,
+            })),
+            updating: tokio::sync::Mutex::new(()),
+            fusion: config.fusion,
+            index_dir: config.index_dir.clone(),
             permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             responder: config.responder.clone(),
             stats,
@@ -261,9 +283,18 @@ impl Engine {
         self.stats
     }
 
-    /// What the load wrote to the search index.
+    /// What the last build of the search index (at load, or for an article change) wrote.
     pub fn index_sync(&self) -> IndexSync {
-        self.retriever.index_sync()
+        self.corpus().retriever.index_sync()
+    }
+
+    /// The current version of the articles' part. A poisoned lock still holds a whole
+    /// version: the only write is one pointer assignment.
+    fn corpus(&self) -> Arc<Corpus> {
+        match self.corpus.read() {
+            Ok(corpus) => Arc::clone(&corpus),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
     }
 
     /// Analyses one visitor message. Fails at once with [`AiError::Overloaded`] when
@@ -320,12 +351,13 @@ impl Engine {
         timings.entities_ms = ms(t);
 
         let t = Instant::now();
-        let passages = self
+        let corpus = self.corpus();
+        let passages = corpus
             .retriever
             .search(text, embedding, HITS)?
             .into_iter()
             .map(|hit| {
-                let p = self.retriever.passage(hit.passage);
+                let p = corpus.retriever.passage(hit.passage);
                 RetrievedPassage {
                     id: p.id.clone(),
                     title: p.title.clone(),
@@ -348,15 +380,16 @@ impl Engine {
 
     /// The bot's reply to an analysed message.
     pub fn respond(&self, analysis: &Analysis, context: &ConversationContext) -> Reply {
-        responder::respond(&self.responder, &self.knowledge, analysis, context)
+        responder::respond(&self.responder, &self.corpus().knowledge, analysis, context)
     }
 
     /// Replies and articles for an agent answering this message (agent assist).
     pub fn suggest(&self, analysis: &Analysis) -> Suggestions {
+        let corpus = self.corpus();
         let mut articles: Vec<SuggestedArticle> = Vec::new();
         for p in &analysis.passages {
             let article = p.id.split('#').next().unwrap_or(&p.id);
-            let Some((title, link)) = self.knowledge.articles.get(article) else {
+            let Some((title, link)) = corpus.knowledge.articles.get(article) else {
                 continue;
             };
             if articles.iter().any(|a| &a.link == link) {
@@ -369,22 +402,19 @@ impl Engine {
             });
         }
         Suggestions {
-            replies: responder::suggest(&self.responder, &self.knowledge, analysis),
+            replies: responder::suggest(&self.responder, &corpus.knowledge, analysis),
             articles,
         }
     }
 
     /// Skill that handles an intent, from the knowledge base.
     pub fn intent_skill(&self, intent: &str) -> Option<&str> {
-        self.knowledge.intents.get(intent)?.skill.as_deref()
+        self.intent_info.get(intent)?.skill.as_deref()
     }
 
     /// Whether the knowledge base marks an intent as one a human must handle.
     pub fn intent_escalates(&self, intent: &str) -> bool {
-        self.knowledge
-            .intents
-            .get(intent)
-            .is_some_and(|i| i.escalate)
+        self.intent_info.get(intent).is_some_and(|i| i.escalate)
     }
 }
 

@@ -153,6 +153,14 @@ impl Retriever {
         &self.passages[index]
     }
 
+    /// The embedding of the passage at `index`, as it was handed to [`Self::build`].
+    pub fn embedding(&self, index: usize) -> Option<Embedding> {
+        let row = self
+            .vectors
+            .get(index * EMBEDDING_DIM..(index + 1) * EMBEDDING_DIM)?;
+        Embedding::from_stored(row.to_vec())
+    }
+
     /// What building the lexical index wrote.
     pub fn index_sync(&self) -> IndexSync {
         self.bm25.sync()
