@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::passages::article_passages;
+use super::passages::{FreshEmbeddings, article_passages};
 use super::{Corpus, Engine, article_link};
 use crate::ai::retrieval::{IndexSync, Passage, Retriever};
 use crate::ai::{AiError, Embedding};
@@ -16,7 +16,7 @@ use crate::kb::Article;
 /// What applying an article change computed, for the caller to store.
 pub struct ArticleUpdate {
     /// Embeddings of the article's new passage texts, by [`Passage::embedding_key`].
-    pub embedded: Vec<(String, Embedding)>,
+    pub embedded: FreshEmbeddings,
     /// The keys of every passage the engine now has: stored embeddings of others are stale.
     pub keys: Vec<String>,
     /// What the search index wrote.

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 
 pub use self::live::ArticleUpdate;
-pub use self::passages::{StoredEmbeddings, passages};
+pub use self::passages::{FreshEmbeddings, StoredEmbeddings, passages};
 pub use self::responder::{ConversationContext, Reply, ReplyKind, ResponderConfig, Source};
 use super::entities::{Entity, EntityConfig, EntityExtractor, Gazetteer};
 use super::intent::{
@@ -27,7 +27,7 @@ use super::intent::{
 };
 use super::retrieval::{Fusion, IndexSync, Retriever};
 use super::sentiment::{Sentiment, SentimentScore};
-use super::{AiError, EmbedHandle, Embedder, EmbedderOptions, Embedding, WorkerConfig};
+use super::{AiError, EmbedHandle, Embedder, EmbedderOptions, WorkerConfig};
 use crate::kb::KnowledgeBase;
 
 /// Passages returned with an analysis.
@@ -181,7 +181,7 @@ impl Engine {
         config: &EngineConfig,
         kb: &KnowledgeBase,
         stored: &StoredEmbeddings,
-    ) -> Result<(Self, Vec<(String, Embedding)>), AiError> {
+    ) -> Result<(Self, FreshEmbeddings), AiError> {
         let options = if config.threads == 0 {
             EmbedderOptions::default()
         } else {

@@ -12,6 +12,9 @@ use crate::kb::{Article, KnowledgeBase};
 /// Passage embeddings known before a load, by [`Passage::embedding_key`].
 pub type StoredEmbeddings = HashMap<String, Embedding>;
 
+/// Embeddings computed for passages, by [`Passage::embedding_key`], for the caller to store.
+pub type FreshEmbeddings = Vec<(String, Embedding)>;
+
 /// The knowledge base's sections as retrievable passages, in a stable order.
 pub fn passages(kb: &KnowledgeBase) -> Vec<Passage> {
     kb.articles.iter().flat_map(article_passages).collect()
@@ -46,7 +49,7 @@ pub(super) fn embeddings_for(
     passages: &[Passage],
     stored: &StoredEmbeddings,
     embed: impl FnOnce(&[String]) -> Result<Vec<Embedding>, AiError>,
-) -> Result<(Vec<Embedding>, Vec<(String, Embedding)>), AiError> {
+) -> Result<(Vec<Embedding>, FreshEmbeddings), AiError> {
     let keys: Vec<String> = passages.iter().map(Passage::embedding_key).collect();
     let mut seen = HashSet::new();
     let missing: Vec<usize> = (0..passages.len())
@@ -64,7 +67,7 @@ pub(super) fn embeddings_for(
             computed.len()
         )));
     }
-    let fresh: Vec<(String, Embedding)> = missing
+    let fresh: FreshEmbeddings = missing
         .iter()
         .map(|&i| keys[i].clone())
         .zip(computed)
