@@ -24,7 +24,8 @@ async fn main() -> anyhow::Result<()> {
     settings.knowledge_base = root.join("knowledge-base");
     settings.cache_dir = root.join("data/cache");
     let kb = KnowledgeBase::read(&settings.knowledge_base)?;
-    let engine = Arc::new(Engine::load(&settings.engine(), &kb)?);
+    let (engine, _) = Engine::load(&settings.engine(), &kb, &Default::default())?;
+    let engine = Arc::new(engine);
     let text = std::fs::read_to_string(root.join("benches/sentences.txt"))?;
     let sentences: Vec<&str> = text.lines().collect();
 

@@ -255,13 +255,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             eprintln!();
             println!(
-                "articles: {} added, {} changed, {} removed; intents: {} added, {} changed, {} removed; {} unchanged",
+                "articles: {} added, {} changed, {} removed; intents: {} added, {} changed, {} removed; coaching cards: {} added, {} changed, {} removed; {} unchanged",
                 report.articles_added,
                 report.articles_updated,
                 report.articles_removed,
                 report.intents_added,
                 report.intents_updated,
                 report.intents_removed,
+                report.cards_added,
+                report.cards_updated,
+                report.cards_removed,
                 report.unchanged
             );
             Ok(())

@@ -55,8 +55,12 @@ pub struct AiSettings {
     /// The knowledge-base folder imported into the database on the first start; the database
     /// is the source of truth afterwards (`switchboard kb import`).
     pub knowledge_base: PathBuf,
-    /// Where files derived from the knowledge base are kept between starts.
+    /// Where the intent head trained on the knowledge base is kept between starts (passage
+    /// embeddings are in the database).
     pub cache_dir: PathBuf,
+    /// The knowledge base's search index (tantivy), brought up to date at each start; an
+    /// empty path keeps it in RAM. A rebuild empties this folder, so it must be the index's own.
+    pub index_dir: PathBuf,
     /// Analyses under way at once; more are refused as overload.
     pub max_in_flight: usize,
     /// Threads of the embedder; 0 means one per CPU core.
@@ -82,6 +86,7 @@ impl Default for AiSettings {
             models_dir: "models".into(),
             knowledge_base: "knowledge-base".into(),
             cache_dir: "data/cache".into(),
+            index_dir: "data/index".into(),
             max_in_flight: 64,
             threads: 0,
             intent_threshold: 0.5,
@@ -103,6 +108,7 @@ impl AiSettings {
         crate::ai::EngineConfig {
             models_dir: self.models_dir.clone(),
             cache_dir: self.cache_dir.clone(),
+            index_dir: (!self.index_dir.as_os_str().is_empty()).then(|| self.index_dir.clone()),
             max_in_flight: self.max_in_flight,
             intent_threshold: self.intent_threshold,
             responder: crate::ai::ResponderConfig {
@@ -377,6 +383,16 @@ impl Settings {
                 "ai.intent_threshold, answer_confidence, clarify_margin, clarify_floor, passage_similarity and dense_weight are between 0 and 1",
             );
         }
+        let index = &ai.index_dir;
+        if !index.as_os_str().is_empty()
+            && [&ai.models_dir, &ai.knowledge_base, &ai.cache_dir]
+                .into_iter()
+                .any(|other| other.starts_with(index) || index.starts_with(other))
+        {
+            return invalid(
+                "ai.index_dir must be a folder of its own, not ai.models_dir, ai.knowledge_base or ai.cache_dir nor inside or around them: a rebuild of the index empties it (the default is data/index)",
+            );
+        }
         if ai.max_in_flight == 0 {
             return invalid("ai.max_in_flight must be at least 1");
         }
@@ -520,5 +536,16 @@ mod tests {
         let mut s = Settings::default();
         s.database.url = "mysql://x".into();
         assert!(s.validate().is_err());
+
+        let mut s = Settings::default();
+        s.ai.index_dir = "data".into();
+        let msg = s
+            .validate()
+            .expect_err("an index folder around the cache would be emptied with it")
+            .to_string();
+        assert!(msg.contains("ai.index_dir"), "{msg}");
+        s.ai.index_dir = "".into();
+        s.validate()
+            .expect("an empty index_dir keeps the index in RAM");
     }
 }

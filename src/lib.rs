@@ -30,6 +30,8 @@ pub mod http;
 pub mod hub;
 /// The knowledge base as content: articles, intents, coaching cards.
 pub mod kb;
+/// Admin changes to articles: checked, stored, applied to the running engine.
+pub mod knowledge;
 /// Prometheus metrics.
 pub mod metrics;
 /// The WebSocket wire protocol: frames, error codes, close codes.

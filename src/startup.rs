@@ -3,6 +3,7 @@
 //! works), and runs the HTTP server until it is stopped. The binary and the tests both start
 //! the server through [`Application::build`].
 
+use std::collections::HashSet;
 use std::net::TcpListener;
 use std::sync::Arc;
 
@@ -10,7 +11,8 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
-use crate::ai::{AiError, Engine};
+use crate::ai::retrieval::Passage;
+use crate::ai::{AiError, Embedding, Engine, StoredEmbeddings, passages};
 use crate::auth::{VisitorTokens, generate_secret};
 use crate::automation::{Bot, Desk, RuleBook, RuleBookError};
 use crate::chat::Chat;
@@ -18,6 +20,7 @@ use crate::cluster::{self, PgBackplane, ReplicaId};
 use crate::config::Settings;
 use crate::drain::Drain;
 use crate::hub::HubHandle;
+use crate::kb::KnowledgeBase;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
@@ -161,41 +164,58 @@ impl Application {
 
 /// The knowledge base in the database, its source of truth; on a first start (nothing
 /// imported yet) the folder `ai.knowledge_base` is imported first.
-async fn knowledge_base(settings: &Settings) -> Result<crate::kb::KnowledgeBase, StartError> {
-    let store = Store::connect(&settings.database.url, 1).await?;
-    store.migrate().await?;
-    let kb = match store.knowledge().await? {
+async fn knowledge_base(store: &Store, settings: &Settings) -> Result<KnowledgeBase, StartError> {
+    Ok(match store.knowledge().await? {
         Some(kb) => kb,
         None => {
-            let kb = crate::kb::KnowledgeBase::read(&settings.ai.knowledge_base)?;
+            let kb = KnowledgeBase::read(&settings.ai.knowledge_base)?;
             let report = store.import_knowledge(&kb, |_, _| {}).await?;
             tracing::info!(?report, "imported the knowledge base on first start");
             kb
         }
-    };
-    store.close().await;
-    Ok(kb)
+    })
 }
 
-/// Reads the knowledge base and loads the engine on a blocking thread (a first start on new
-/// content trains the intent head and embeds the passages: seconds).
+/// The passage embeddings stored in the database, by key.
+async fn stored_embeddings(store: &Store) -> Result<StoredEmbeddings, StoreError> {
+    Ok(store
+        .passage_embeddings()
+        .await?
+        .into_iter()
+        .filter_map(|(key, values)| Some((key, Embedding::from_stored(values)?)))
+        .collect())
+}
+
+/// Reads the knowledge base and the stored passage embeddings, loads the engine on a blocking
+/// thread (a first start on new content trains the intent head and embeds the passages:
+/// seconds; later starts embed only passages whose text changed), then stores the new
+/// embeddings and drops those of passages that are gone.
 pub async fn load_engine(settings: &Settings) -> Result<Arc<Engine>, StartError> {
-    let kb = knowledge_base(settings).await?;
+    let store = Store::connect(&settings.database.url, 1).await?;
+    store.migrate().await?;
+    let kb = knowledge_base(&store, settings).await?;
+    let stored = stored_embeddings(&store).await?;
     let ai = settings.ai.clone();
-    let loaded = tokio::task::spawn_blocking(move || {
+    let (engine, fresh) = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        let engine = Engine::load(&ai.engine(), &kb)?;
+        let (engine, fresh) = Engine::load(&ai.engine(), &kb, &stored)?;
         tracing::info!(
             secs = started.elapsed().as_secs_f64(),
             articles = kb.articles.len(),
             intents = kb.intents.len(),
+            passages = engine.load_stats().passages,
+            embedded = engine.load_stats().embedded,
             "AI engine ready"
         );
-        Ok::<_, StartError>(engine)
+        let keep: HashSet<String> = passages(&kb).iter().map(Passage::embedding_key).collect();
+        Ok::<_, StartError>((engine, (fresh, keep)))
     })
     .await
     .map_err(|e| AiError::Threads(Box::new(e)))??;
-    Ok(Arc::new(loaded))
+    let (fresh, keep) = fresh;
+    crate::knowledge::store_embeddings(&store, fresh, keep).await;
+    store.close().await;
+    Ok(Arc::new(engine))
 }
 
 fn serve(listener: TcpListener, state: AppState) -> Result<Server, StartError> {

@@ -41,6 +41,13 @@ pub enum AiError {
     /// The intent head failed to build, train, run, save or load.
     #[error("intent head failed")]
     Head(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The search index's folder could not be read or written.
+    #[error("cannot use the search index folder {path}")]
+    IndexIo {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The knowledge base's search index could not be built or searched.
     #[error("search index failed")]
     Index(#[source] Box<dyn std::error::Error + Send + Sync>),

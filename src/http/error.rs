@@ -42,6 +42,8 @@ pub enum ApiError {
     Unavailable(&'static str),
     #[error("internal error")]
     Internal(#[source] StoreError),
+    #[error("internal error")]
+    Engine(#[source] crate::ai::AiError),
 }
 
 impl std::fmt::Debug for ApiError {
@@ -66,7 +68,7 @@ impl ApiError {
             ApiError::Invalid(_) | ApiError::InvalidField { .. } => "invalid",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal(_) => "internal",
+            ApiError::Internal(_) | ApiError::Engine(_) => "internal",
         }
     }
 }
@@ -83,12 +85,12 @@ impl ResponseError for ApiError {
             }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) | ApiError::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        if let ApiError::Internal(_) = self {
+        if let ApiError::Internal(_) | ApiError::Engine(_) = self {
             tracing::error!(error = ?self, "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());

@@ -3,6 +3,7 @@
 
 mod agents;
 mod analytics;
+mod articles;
 mod assist;
 mod auth;
 mod conversations;
@@ -40,6 +41,7 @@ const MAX_JSON_BODY: usize = 64 * 1024;
         routing::queue, routing::assign, routing::transfer, routing::hand_back,
         rules::list, rules::get_one, rules::create, rules::replace, rules::remove,
         feedback::list, analytics::summary, assist::suggestions,
+        articles::list, articles::get_one, articles::replace, articles::remove,
     ),
     modifiers(&BearerAuth),
     servers((url = "/api/v1"))
@@ -103,7 +105,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(rules::remove)
             .service(feedback::list)
             .service(analytics::summary)
-            .service(assist::suggestions),
+            .service(assist::suggestions)
+            .service(articles::list)
+            .service(articles::get_one)
+            .service(articles::replace)
+            .service(articles::remove),
     );
 }
 

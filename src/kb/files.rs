@@ -19,7 +19,7 @@ pub enum KbError {
 }
 
 /// One help article: front matter plus a Markdown body.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Article {
     pub id: String,
     pub title: String,
@@ -39,6 +39,28 @@ pub struct Section {
 }
 
 impl Article {
+    /// What breaks the rules an article keeps on its own: sections enough to answer from, and
+    /// intents that exist (`has_intent`). Empty when it is fine.
+    pub fn problems(&self, has_intent: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        let headings = self.body.lines().filter(|l| l.starts_with("## ")).count();
+        if headings < 2 {
+            problems.push(format!(
+                "article `{}` has {headings} `##` sections; at least 2 are needed",
+                self.id
+            ));
+        }
+        for intent in &self.intents {
+            if !has_intent(intent) {
+                problems.push(format!(
+                    "article `{}` lists intent `{intent}`, which does not exist",
+                    self.id
+                ));
+            }
+        }
+        problems
+    }
+
     /// The article's sections in order. Text between the `#` title and the first `##` heading
     /// (the introduction) is a section of its own under the article's title when not empty.
     pub fn sections(&self) -> Vec<Section> {
@@ -209,17 +231,6 @@ impl KnowledgeBase {
                     article.id
                 ));
             }
-            let headings = article
-                .body
-                .lines()
-                .filter(|l| l.starts_with("## "))
-                .count();
-            if headings < 2 {
-                problems.push(format!(
-                    "article `{}` has {headings} `##` sections; at least 2 are needed",
-                    article.id
-                ));
-            }
         }
         let mut intent_names = BTreeSet::new();
         let mut example_owner: BTreeMap<String, &str> = BTreeMap::new();
@@ -249,14 +260,7 @@ impl KnowledgeBase {
             }
         }
         for article in &self.articles {
-            for intent in &article.intents {
-                if !intent_names.contains(intent.as_str()) {
-                    problems.push(format!(
-                        "article `{}` lists intent `{intent}`, which does not exist",
-                        article.id
-                    ));
-                }
-            }
+            problems.extend(article.problems(|name| intent_names.contains(name)));
         }
         let mut card_ids = BTreeSet::new();
         for card in &self.cards {

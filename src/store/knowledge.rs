@@ -1,12 +1,12 @@
-//! The knowledge base in the database, its source of truth once imported: articles and
-//! intents, replaced by `switchboard kb import` in one transaction (added, changed and removed
+//! The knowledge base in the database, its source of truth once imported: articles, intents
+//! and coaching cards, replaced by `switchboard kb import` in one transaction (added, changed and removed
 //! entries counted) and read back by the engine at start.
 
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::{Store, StoreError, json_col, now_ms};
-use crate::kb::{Article, Intent, KnowledgeBase};
+use crate::kb::{Article, CoachingCard, Intent, KnowledgeBase};
 
 /// What an import changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -17,6 +17,9 @@ pub struct KbImport {
     pub intents_added: usize,
     pub intents_updated: usize,
     pub intents_removed: usize,
+    pub cards_added: usize,
+    pub cards_updated: usize,
+    pub cards_removed: usize,
     pub unchanged: usize,
 }
 
@@ -33,14 +36,14 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
 }
 
 impl Store {
-    /// Makes the stored knowledge base equal to `kb` (coaching cards are not stored), calling
-    /// `progress(done, total)` after each entry. All or nothing.
+    /// Makes the stored knowledge base equal to `kb`, calling `progress(done, total)` after
+    /// each entry. All or nothing.
     pub async fn import_knowledge(
         &self,
         kb: &KnowledgeBase,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<KbImport, StoreError> {
-        let total = kb.articles.len() + kb.intents.len();
+        let total = kb.articles.len() + kb.intents.len() + kb.cards.len();
         let now = now_ms();
         let mut report = KbImport::default();
         let mut tx = self.writer.begin().await?;
@@ -77,22 +80,7 @@ impl Store {
             match stored.iter().find(|(id, _)| id == &article.id) {
                 Some((_, old)) if *old == hash => report.unchanged += 1,
                 found => {
-                    sqlx::query(
-                        "INSERT INTO knowledge_articles (id, title, body, tags, intents, locale, content_hash, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                         ON CONFLICT (id) DO UPDATE SET title = $2, body = $3, tags = $4, intents = $5, \
-                         locale = $6, content_hash = $7, updated_at = $8",
-                    )
-                    .bind(&article.id)
-                    .bind(&article.title)
-                    .bind(&article.body)
-                    .bind(to_json(&article.tags))
-                    .bind(to_json(&article.intents))
-                    .bind(&article.locale)
-                    .bind(hash)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    upsert_article(&mut tx, article, &hash, now).await?;
                     if found.is_some() {
                         report.articles_updated += 1;
                     } else {
@@ -133,6 +121,11 @@ impl Store {
             }
             progress(kb.articles.len() + done + 1, total);
         }
+        let before = kb.articles.len() + kb.intents.len();
+        import_cards(&mut tx, &kb.cards, now, &mut report, |done| {
+            progress(before + done, total)
+        })
+        .await?;
         tx.commit().await?;
         Ok(report)
     }
@@ -158,36 +151,183 @@ impl Store {
             .collect()
     }
 
-    /// The stored knowledge base (articles by id, intents by name; no coaching cards), or
+    /// The stored knowledge base (articles and cards by id, intents by name), or
     /// `None` when nothing was ever imported.
     pub async fn knowledge(&self) -> Result<Option<KnowledgeBase>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, title, body, tags, intents, locale FROM knowledge_articles ORDER BY id",
-        )
-        .fetch_all(&self.reader)
-        .await?;
-        let articles = rows
-            .iter()
-            .map(|row| {
-                Ok(Article {
-                    id: row.try_get("id")?,
-                    title: row.try_get("title")?,
-                    body: row.try_get("body")?,
-                    tags: json_col(row, "tags")?,
-                    intents: json_col(row, "intents")?,
-                    locale: row.try_get("locale")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let articles = self.articles().await?;
         let mut conn = self.reader.acquire().await?;
         let intents = self.intent_rows(&mut conn).await?;
-        if articles.is_empty() && intents.is_empty() {
+        let cards = card_rows(&mut conn).await?;
+        if articles.is_empty() && intents.is_empty() && cards.is_empty() {
             return Ok(None);
         }
         Ok(Some(KnowledgeBase {
             articles,
             intents,
-            cards: Vec::new(),
+            cards,
         }))
+    }
+}
+
+/// The coaching-card part of an import: removes cards no longer in `cards`, writes new and
+/// changed ones (by content hash), and counts what it did.
+async fn import_cards(
+    conn: &mut sqlx::AnyConnection,
+    cards: &[CoachingCard],
+    now: i64,
+    report: &mut KbImport,
+    mut progress: impl FnMut(usize),
+) -> Result<(), StoreError> {
+    let stored: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, content_hash FROM coaching_cards")
+            .fetch_all(&mut *conn)
+            .await?;
+    for (id, _) in &stored {
+        if !cards.iter().any(|c| &c.id == id) {
+            sqlx::query("DELETE FROM coaching_cards WHERE id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+            report.cards_removed += 1;
+        }
+    }
+    for (done, card) in cards.iter().enumerate() {
+        let hash = hash_of(card);
+        match stored.iter().find(|(id, _)| id == &card.id) {
+            Some((_, old)) if *old == hash => report.unchanged += 1,
+            found => {
+                sqlx::query(
+                    "INSERT INTO coaching_cards (id, title, topics, when_to_use, prompt, tips, content_hash, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                     ON CONFLICT (id) DO UPDATE SET title = $2, topics = $3, when_to_use = $4, \
+                     prompt = $5, tips = $6, content_hash = $7, updated_at = $8",
+                )
+                .bind(&card.id)
+                .bind(&card.title)
+                .bind(to_json(&card.topics))
+                .bind(&card.when)
+                .bind(&card.prompt)
+                .bind(to_json(&card.tips))
+                .bind(hash)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                if found.is_some() {
+                    report.cards_updated += 1;
+                } else {
+                    report.cards_added += 1;
+                }
+            }
+        }
+        progress(done + 1);
+    }
+    Ok(())
+}
+
+/// The stored coaching cards, by id.
+async fn card_rows(conn: &mut sqlx::AnyConnection) -> Result<Vec<CoachingCard>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, title, topics, when_to_use, prompt, tips FROM coaching_cards ORDER BY id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(CoachingCard {
+                id: row.try_get("id")?,
+                title: row.try_get("title")?,
+                topics: json_col(row, "topics")?,
+                when: row.try_get("when_to_use")?,
+                prompt: row.try_get("prompt")?,
+                tips: json_col(row, "tips")?,
+            })
+        })
+        .collect()
+}
+
+const ARTICLE_COLUMNS: &str =
+    "SELECT id, title, body, tags, intents, locale FROM knowledge_articles";
+
+fn article_row(row: &sqlx::any::AnyRow) -> Result<Article, StoreError> {
+    Ok(Article {
+        id: row.try_get("id")?,
+        title: row.try_get("title")?,
+        body: row.try_get("body")?,
+        tags: json_col(row, "tags")?,
+        intents: json_col(row, "intents")?,
+        locale: row.try_get("locale")?,
+    })
+}
+
+async fn upsert_article(
+    conn: &mut sqlx::AnyConnection,
+    article: &Article,
+    hash: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO knowledge_articles (id, title, body, tags, intents, locale, content_hash, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (id) DO UPDATE SET title = $2, body = $3, tags = $4, intents = $5, \
+         locale = $6, content_hash = $7, updated_at = $8",
+    )
+    .bind(&article.id)
+    .bind(&article.title)
+    .bind(&article.body)
+    .bind(to_json(&article.tags))
+    .bind(to_json(&article.intents))
+    .bind(&article.locale)
+    .bind(hash)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Every stored article, by id.
+    pub async fn articles(&self) -> Result<Vec<Article>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ARTICLE_COLUMNS} ORDER BY id"
+        )))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(article_row).collect()
+    }
+
+    pub async fn article(&self, id: &str) -> Result<Article, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{ARTICLE_COLUMNS} WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or(StoreError::NotFound("article"))?;
+        article_row(&row)
+    }
+
+    /// Stores `article` under its id, replacing what was there; true when it is new.
+    pub async fn put_article(&self, article: &Article) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let existed: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM knowledge_articles WHERE id = $1")
+                .bind(&article.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        upsert_article(&mut tx, article, &hash_of(article), now_ms()).await?;
+        tx.commit().await?;
+        Ok(existed.is_none())
+    }
+
+    /// Removes an article; intents that linked to it keep their examples and lose the link.
+    pub async fn delete_article(&self, id: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM knowledge_articles WHERE id = $1")
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("article"));
+        }
+        Ok(())
     }
 }

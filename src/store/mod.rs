@@ -7,6 +7,7 @@ mod analytics;
 mod appender;
 mod cluster;
 mod conversations;
+mod embeddings;
 mod feedback;
 mod knowledge;
 mod messages;

@@ -411,8 +411,8 @@ async fn agent_assist_suggests_replies_and_articles(backend: Backend) {
     assert_eq!(off.status(), 503, "no engine, no suggestions");
 }
 
-/// A read-only cache folder (a container's read-only root filesystem) must not stop the
-/// engine: it trains and embeds, answers, and writes nothing.
+/// A read-only cache and index folder (a container's read-only root filesystem) must not stop
+/// the engine: it trains and embeds, indexes in RAM, answers, and writes nothing.
 #[tokio::test]
 async fn the_engine_loads_and_answers_when_its_cache_cannot_be_written() {
     let db = crate::helpers::TestDatabase::new(Backend::Sqlite).await;
@@ -421,9 +421,11 @@ async fn the_engine_loads_and_answers_when_its_cache_cannot_be_written() {
     let blocker = tempfile::NamedTempFile::new().expect("a temporary file");
     // No folder can be made under a regular file, whoever the process runs as.
     settings.ai.cache_dir = blocker.path().join("cache");
+    settings.ai.index_dir = blocker.path().join("index");
     let engine = switchboard::startup::load_engine(&settings)
         .await
         .expect("the engine loads without its cache");
+    assert!(engine.index_sync().in_ram, "the index falls back to RAM");
     let analysis = engine
         .analyze("how do I get a refund for a trip?")
         .await

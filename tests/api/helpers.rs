@@ -105,6 +105,8 @@ pub fn test_settings(database_url: &str) -> Settings {
     settings.websocket.message_burst = 1000;
     settings.ai.enabled = false;
     settings.ai.cache_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/cache");
+    // The search index in RAM: tests run side by side, and each has its own database.
+    settings.ai.index_dir = std::path::PathBuf::new();
     settings
 }
 
@@ -128,6 +130,22 @@ pub async fn spawn_bot_app(backend: Backend) -> TestApp {
     let mut settings = test_settings(&db.url);
     settings.ai.enabled = true;
     let engine = shared_engine(&settings).await;
+    start_with(db, settings, Some(engine)).await
+}
+
+/// A server with the bot on and an engine of its own, loaded from this test's database, with
+/// the search index in `index_dir`: for tests that change the engine's knowledge base.
+pub async fn spawn_bot_app_with_own_engine(
+    backend: Backend,
+    index_dir: &std::path::Path,
+) -> TestApp {
+    let db = TestDatabase::new(backend).await;
+    let mut settings = test_settings(&db.url);
+    settings.ai.enabled = true;
+    settings.ai.index_dir = index_dir.to_owned();
+    let engine = switchboard::startup::load_engine(&settings)
+        .await
+        .expect("the AI engine loads");
     start_with(db, settings, Some(engine)).await
 }
 

@@ -6,12 +6,17 @@ use std::process::Command;
 use switchboard::kb::KnowledgeBase;
 use switchboard::store::KbImport;
 
-use crate::helpers::{Backend, TestDatabase, spawn_app};
+use switchboard::ai::retrieval::IndexSync;
+use switchboard::startup::load_engine;
+use switchboard::store::Store;
+
+use crate::helpers::{Backend, TestDatabase, spawn_app, test_settings};
 use crate::on_both_backends;
 
 on_both_backends!(
     importing_matches_the_folder_and_reports_changes,
     the_cli_imports_a_folder,
+    a_changed_article_re_embeds_only_its_passages,
 );
 
 fn shipped() -> KnowledgeBase {
@@ -22,7 +27,7 @@ fn shipped() -> KnowledgeBase {
 fn by_name(mut kb: KnowledgeBase) -> KnowledgeBase {
     kb.intents.sort_by(|a, b| a.name.cmp(&b.name));
     kb.articles.sort_by(|a, b| a.id.cmp(&b.id));
-    kb.cards.clear();
+    kb.cards.sort_by(|a, b| a.id.cmp(&b.id));
     kb
 }
 
@@ -37,12 +42,17 @@ async fn importing_matches_the_folder_and_reports_changes(backend: Backend) {
         .import_knowledge(&kb, |done, total| seen.push((done, total)))
         .await
         .expect("imports");
-    let total = kb.articles.len() + kb.intents.len();
+    let total = kb.articles.len() + kb.intents.len() + kb.cards.len();
+    assert!(
+        !kb.cards.is_empty(),
+        "the shipped folder has coaching cards"
+    );
     assert_eq!(
         first,
         KbImport {
             articles_added: kb.articles.len(),
             intents_added: kb.intents.len(),
+            cards_added: kb.cards.len(),
             ..KbImport::default()
         }
     );
@@ -73,6 +83,8 @@ async fn importing_matches_the_folder_and_reports_changes(backend: Backend) {
     edited.intents[0]
         .examples
         .push("a brand new way to say it".into());
+    edited.cards[0].tips.push("Thank them for staying.".into());
+    let card_gone = edited.cards.pop().expect("cards").id;
     let changed = store
         .import_knowledge(&edited, |_, _| {})
         .await
@@ -83,12 +95,15 @@ async fn importing_matches_the_folder_and_reports_changes(backend: Backend) {
             articles_updated: 1,
             intents_updated: 1,
             intents_removed: 1,
-            unchanged: total - 3,
+            cards_updated: 1,
+            cards_removed: 1,
+            unchanged: total - 5,
             ..KbImport::default()
         }
     );
     let stored = store.knowledge().await.expect("reads").expect("imported");
     assert!(stored.intent(&dropped).is_none());
+    assert!(stored.cards.iter().all(|c| c.id != card_gone));
     assert_eq!(by_name(stored), by_name(edited));
 }
 
@@ -113,7 +128,8 @@ async fn the_cli_imports_a_folder(backend: Backend) {
     let kb = shipped();
     assert!(
         stdout.contains(&format!("articles: {} added", kb.articles.len()))
-            && stdout.contains(&format!("intents: {} added", kb.intents.len())),
+            && stdout.contains(&format!("intents: {} added", kb.intents.len()))
+            && stdout.contains(&format!("coaching cards: {} added", kb.cards.len())),
         "{stdout}"
     );
 
@@ -124,4 +140,95 @@ async fn the_cli_imports_a_folder(backend: Backend) {
         .expect("the binary runs");
     assert!(!missing.status.success(), "a missing folder is an error");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}
+
+/// Passage embeddings live in the database by the hash of their text, and the search index
+/// on disk: a restart embeds and indexes nothing, a changed article only its own passages, and
+/// a removed one leaves no rows or entries behind.
+async fn a_changed_article_re_embeds_only_its_passages(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let index = tempfile::tempdir().expect("a folder for the index");
+    let mut settings = test_settings(&db.url);
+    settings.ai.enabled = true;
+    settings.ai.index_dir = index.path().join("index");
+    let first = load_engine(&settings).await.expect("the engine loads");
+    let all = first.load_stats();
+    assert!(all.passages > 40, "{all:?}");
+    assert_eq!(
+        all.embedded, all.passages,
+        "a fresh database embeds everything"
+    );
+    assert_eq!(
+        first.index_sync(),
+        IndexSync {
+            indexed: all.passages,
+            ..IndexSync::default()
+        }
+    );
+    drop(first);
+
+    let again = load_engine(&settings).await.expect("the engine loads");
+    assert_eq!(
+        again.load_stats().embedded,
+        0,
+        "nothing changed, nothing embedded"
+    );
+    assert_eq!(again.index_sync(), IndexSync::default(), "nor indexed");
+    drop(again);
+
+    let store = Store::connect(&db.url, 1).await.expect("connects");
+    let mut kb = store.knowledge().await.expect("reads").expect("seeded");
+    assert_eq!(
+        by_name(kb.clone()).cards,
+        by_name(shipped()).cards,
+        "the first start seeded the coaching cards too"
+    );
+    kb.articles[0].title.push_str(" (revised)");
+    let revised = kb.articles[0].sections().len();
+    let gone = kb.articles.pop().expect("articles");
+    let removed = gone.sections().len();
+    for intent in &mut kb.intents {
+        if intent.article.as_deref() == Some(gone.id.as_str()) {
+            intent.article = None;
+        }
+    }
+    store
+        .import_knowledge(&kb, |_, _| {})
+        .await
+        .expect("imports");
+
+    let changed = load_engine(&settings).await.expect("the engine loads");
+    assert_eq!(
+        changed.load_stats(),
+        switchboard::ai::LoadStats {
+            passages: all.passages - removed,
+            embedded: revised,
+        },
+        "only the revised article's passages are embedded"
+    );
+    assert_eq!(
+        changed.index_sync(),
+        IndexSync {
+            indexed: revised,
+            deleted: revised + removed,
+            ..IndexSync::default()
+        },
+        "and indexed"
+    );
+    let answer = changed
+        .analyze(&kb.articles[0].title)
+        .await
+        .expect("analysed");
+    assert!(
+        answer.passages[0].title.contains("(revised)"),
+        "the index on disk serves the revised article: {:?}",
+        answer.passages[0]
+    );
+    let rows = store.passage_embeddings().await.expect("reads");
+    assert_eq!(
+        rows.len(),
+        all.passages - removed,
+        "the removed article's rows are gone"
+    );
+    store.close().await;
 }

@@ -4,6 +4,7 @@ mod helpers;
 
 mod agent_api;
 mod analytics;
+mod articles;
 mod bad_input;
 mod bot;
 mod cluster;

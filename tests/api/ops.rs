@@ -88,10 +88,18 @@ async fn health_ready_metrics_and_openapi(backend: Backend) {
         "/agents/me/status",
         "/feedback",
         "/analytics/summary",
+        "/articles",
+        "/articles/{id}",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
-    for schema in ["Feedback", "Summary", "Durations"] {
+    for schema in [
+        "Feedback",
+        "Summary",
+        "Durations",
+        "Article",
+        "ArticleInput",
+    ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
             "{schema} documented"

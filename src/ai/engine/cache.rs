@@ -1,14 +1,12 @@
-//! Files derived from the knowledge base, kept under the cache directory and named by a hash
-//! of what they were derived from: a stale file is never read, only replaced. Writes go to a
+//! The intent head trained on the knowledge base, kept under the cache directory with the hash
+//! of the data it was trained on: a stale head is never read, only replaced. Writes go to a
 //! temporary name first and are renamed into place, so a crash or a second process starting at
 //! the same moment never leaves half a file under the real name.
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
+use crate::ai::AiError;
 use crate::ai::intent::IntentHead;
-use crate::ai::{AiError, EMBEDDING_DIM, Embedding};
 
 /// Named for the way the head is trained: a head from an older way is never read.
 const HEAD_DIR: &str = "intent-head-calibrated";
@@ -39,54 +37,6 @@ pub(super) fn save_head(cache: &Path, head: &IntentHead) -> Result<(), AiError> 
         std::fs::rename(staging.join(&file), dir.join(&file)).map_err(io(&dir))?;
     }
     std::fs::remove_dir_all(&staging).map_err(io(&staging))
-}
-
-fn embeddings_path(cache: &Path, texts: &[String]) -> PathBuf {
-    let mut hasher = Sha256::new();
-    for text in texts {
-        hasher.update(text.as_bytes());
-        hasher.update([0x1e]);
-    }
-    let hash: String = hasher.finalize()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    cache.join(format!("passages-{hash}.f32"))
-}
-
-/// The cached embeddings of exactly these texts, if there are.
-pub(super) fn load_embeddings(cache: &Path, texts: &[String]) -> Option<Vec<Embedding>> {
-    let bytes = std::fs::read(embeddings_path(cache, texts)).ok()?;
-    if bytes.len() != texts.len() * EMBEDDING_DIM * 4 {
-        return None;
-    }
-    bytes
-        .chunks_exact(EMBEDDING_DIM * 4)
-        .map(|row| {
-            Embedding::from_stored(
-                row.chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-            )
-        })
-        .collect()
-}
-
-pub(super) fn save_embeddings(
-    cache: &Path,
-    texts: &[String],
-    embeddings: &[Embedding],
-) -> Result<(), AiError> {
-    std::fs::create_dir_all(cache).map_err(io(cache))?;
-    let path = embeddings_path(cache, texts);
-    let bytes: Vec<u8> = embeddings
-        .iter()
-        .flat_map(|e| e.as_slice())
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    let staging = temporary(&path);
-    std::fs::write(&staging, bytes).map_err(io(&staging))?;
-    std::fs::rename(&staging, &path).map_err(io(&path))
 }
 
 /// A name beside `path` that no other process uses.

@@ -1,26 +1,31 @@
 //! The engine the conversations use: one `analyze` per visitor message (embedding, intent
 //! with out-of-scope, sentiment, entities, retrieval hits) and one `respond` that turns an
 //! analysis into the bot's reply. Built once at start from the models and the knowledge base;
-//! what is derived from the knowledge base (the intent head, the passages' embeddings) is
-//! cached on disk under a hash of its input, so a restart on unchanged content trains nothing.
+//! what is derived from the knowledge base is kept: the intent head cached on disk under a hash
+//! of its input, the passages' embeddings handed in and out by key (the caller stores them in
+//! the database), so a restart on unchanged content trains and embeds nothing.
 
 mod cache;
+mod live;
+mod passages;
 mod responder;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+pub use self::live::ArticleUpdate;
+pub use self::passages::{FreshEmbeddings, StoredEmbeddings, passages};
 pub use self::responder::{ConversationContext, Reply, ReplyKind, ResponderConfig, Source};
 use super::entities::{Entity, EntityConfig, EntityExtractor, Gazetteer};
 use super::intent::{
     IntentHead, LabelledText, TrainOptions, data_hash, embed_examples, train_calibrated,
 };
-use super::retrieval::{Fusion, Passage, Retriever};
+use super::retrieval::{Fusion, IndexSync, Retriever};
 use super::sentiment::{Sentiment, SentimentScore};
 use super::{AiError, EmbedHandle, Embedder, EmbedderOptions, WorkerConfig};
 use crate::kb::KnowledgeBase;
@@ -33,8 +38,10 @@ const HITS: usize = 5;
 pub struct EngineConfig {
     /// `minilm/` and `sentiment/` live here.
     pub models_dir: PathBuf,
-    /// Where derived files (the trained intent head, passage embeddings) are kept.
+    /// Where the trained intent head is kept (passage embeddings are in the database).
     pub cache_dir: PathBuf,
+    /// The folder of the search index, updated in place at each load; `None`: in RAM.
+    pub index_dir: Option<PathBuf>,
     /// Analyses running or waiting for the embedder at once; one more is refused with
     /// [`AiError::Overloaded`].
     pub max_in_flight: usize,
@@ -124,13 +131,36 @@ pub struct Engine {
     threshold: f32,
     sentiment: Sentiment,
     entities: EntityExtractor,
-    retriever: Retriever,
-    knowledge: Knowledge,
+    /// The articles' part: swapped whole when an article changes (`live.rs`), so a search
+    /// holds one version from start to end, and the lock only guards the swap.
+    corpus: RwLock<Arc<Corpus>>,
+    /// Article changes are applied one at a time, each on the version the last one left.
+    updating: tokio::sync::Mutex<()>,
+    fusion: Fusion,
+    index_dir: Option<PathBuf>,
+    /// The knowledge base's intents by name (they change only with a restart).
+    intent_info: HashMap<String, crate::kb::Intent>,
     permits: Arc<Semaphore>,
     responder: ResponderConfig,
+    stats: LoadStats,
+}
+
+/// What a load found and had to compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadStats {
+    pub passages: usize,
+    /// Passages embedded by this load, their embedding not being stored yet.
+    pub embedded: usize,
+}
+
+/// The retriever and what the responder needs of the knowledge base, in one version.
+struct Corpus {
+    retriever: Retriever,
+    knowledge: Knowledge,
 }
 
 /// What the responder needs of the knowledge base.
+#[derive(Clone)]
 struct Knowledge {
     intents: HashMap<String, crate::kb::Intent>,
     /// Article id → (title, link).
@@ -142,37 +172,16 @@ pub fn article_link(id: &str) -> String {
     format!("/help/{id}")
 }
 
-/// The knowledge base's sections as retrievable passages, in a stable order.
-pub fn passages(kb: &KnowledgeBase) -> Vec<Passage> {
-    kb.articles
-        .iter()
-        .flat_map(|article| {
-            article
-                .sections()
-                .into_iter()
-                .enumerate()
-                .map(move |(i, section)| {
-                    let title = if section.heading == article.title {
-                        article.title.clone()
-                    } else {
-                        format!("{}: {}", article.title, section.heading)
-                    };
-                    Passage {
-                        // `responder` and `suggest` read the article back from this id.
-                        id: format!("{}#{i}", article.id),
-                        title,
-                        text: section.text,
-                        link: Some(article_link(&article.id)),
-                    }
-                })
-        })
-        .collect()
-}
-
 impl Engine {
-    /// Loads the models, then trains (or loads from the cache) the intent head and embeds (or
-    /// loads) the passages of `kb`. Blocks for as long as that takes: call it before serving.
-    pub fn load(config: &EngineConfig, kb: &KnowledgeBase) -> Result<Self, AiError> {
+    /// Loads the models, then trains (or loads from the cache) the intent head and embeds the
+    /// passages of `kb` whose embedding is not in `stored`. Returns the engine and the
+    /// embeddings it computed (by key), for the caller to store. Blocks for as long as that
+    /// takes: call it before serving.
+    pub fn load(
+        config: &EngineConfig,
+        kb: &KnowledgeBase,
+        stored: &StoredEmbeddings,
+    ) -> Result<(Self, FreshEmbeddings), AiError> {
         let options = if config.threads == 0 {
             EmbedderOptions::default()
         } else {
@@ -212,19 +221,18 @@ impl Engine {
         };
 
         let passages = passages(kb);
-        let texts: Vec<String> = passages.iter().map(Passage::embedding_text).collect();
-        let embeddings = match cache::load_embeddings(&config.cache_dir, &texts) {
-            Some(e) => e,
-            None => {
-                let embeddings = embedder.embed_all(&texts)?;
-                cache::keep(
-                    "passage embeddings",
-                    cache::save_embeddings(&config.cache_dir, &texts, &embeddings),
-                );
-                embeddings
-            }
+        let (embeddings, fresh) =
+            passages::embeddings_for(&passages, stored, |texts| embedder.embed_all(texts))?;
+        let stats = LoadStats {
+            passages: passages.len(),
+            embedded: fresh.len(),
         };
-        let retriever = Retriever::build(passages, &embeddings, config.fusion, None)?;
+        let retriever = Retriever::build(
+            passages,
+            &embeddings,
+            config.fusion,
+            config.index_dir.as_deref(),
+        )?;
 
         let entities = EntityExtractor::new(&EntityConfig {
             gazetteers: vec![Gazetteer {
@@ -249,17 +257,44 @@ impl Engine {
                 .map(|a| (a.id.clone(), (a.title.clone(), article_link(&a.id))))
                 .collect(),
         };
-        Ok(Self {
+        let engine = Self {
             embed: EmbedHandle::spawn(embedder, config.worker.clone())?,
             intents,
             threshold: config.intent_threshold,
             sentiment,
             entities,
-            retriever,
-            knowledge,
+            intent_info: knowledge.intents.clone(),
+            corpus: RwLock::new(Arc::new(Corpus {
+                retriever,
+                knowledge,
+            })),
+            updating: tokio::sync::Mutex::new(()),
+            fusion: config.fusion,
+            index_dir: config.index_dir.clone(),
             permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             responder: config.responder.clone(),
-        })
+            stats,
+        };
+        Ok((engine, fresh))
+    }
+
+    /// How many passages the load found and how many it embedded.
+    pub fn load_stats(&self) -> LoadStats {
+        self.stats
+    }
+
+    /// What the last build of the search index (at load, or for an article change) wrote.
+    pub fn index_sync(&self) -> IndexSync {
+        self.corpus().retriever.index_sync()
+    }
+
+    /// The current version of the articles' part. A poisoned lock still holds a whole
+    /// version: the only write is one pointer assignment.
+    fn corpus(&self) -> Arc<Corpus> {
+        match self.corpus.read() {
+            Ok(corpus) => Arc::clone(&corpus),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
     }
 
     /// Analyses one visitor message. Fails at once with [`AiError::Overloaded`] when
@@ -316,12 +351,13 @@ impl Engine {
         timings.entities_ms = ms(t);
 
         let t = Instant::now();
-        let passages = self
+        let corpus = self.corpus();
+        let passages = corpus
             .retriever
             .search(text, embedding, HITS)?
             .into_iter()
             .map(|hit| {
-                let p = self.retriever.passage(hit.passage);
+                let p = corpus.retriever.passage(hit.passage);
                 RetrievedPassage {
                     id: p.id.clone(),
                     title: p.title.clone(),
@@ -344,15 +380,16 @@ impl Engine {
 
     /// The bot's reply to an analysed message.
     pub fn respond(&self, analysis: &Analysis, context: &ConversationContext) -> Reply {
-        responder::respond(&self.responder, &self.knowledge, analysis, context)
+        responder::respond(&self.responder, &self.corpus().knowledge, analysis, context)
     }
 
     /// Replies and articles for an agent answering this message (agent assist).
     pub fn suggest(&self, analysis: &Analysis) -> Suggestions {
+        let corpus = self.corpus();
         let mut articles: Vec<SuggestedArticle> = Vec::new();
         for p in &analysis.passages {
             let article = p.id.split('#').next().unwrap_or(&p.id);
-            let Some((title, link)) = self.knowledge.articles.get(article) else {
+            let Some((title, link)) = corpus.knowledge.articles.get(article) else {
                 continue;
             };
             if articles.iter().any(|a| &a.link == link) {
@@ -365,22 +402,19 @@ impl Engine {
             });
         }
         Suggestions {
-            replies: responder::suggest(&self.responder, &self.knowledge, analysis),
+            replies: responder::suggest(&self.responder, &corpus.knowledge, analysis),
             articles,
         }
     }
 
     /// Skill that handles an intent, from the knowledge base.
     pub fn intent_skill(&self, intent: &str) -> Option<&str> {
-        self.knowledge.intents.get(intent)?.skill.as_deref()
+        self.intent_info.get(intent)?.skill.as_deref()
     }
 
     /// Whether the knowledge base marks an intent as one a human must handle.
     pub fn intent_escalates(&self, intent: &str) -> bool {
-        self.knowledge
-            .intents
-            .get(intent)
-            .is_some_and(|i| i.escalate)
+        self.intent_info.get(intent).is_some_and(|i| i.escalate)
     }
 }
 

@@ -8,10 +8,12 @@
 mod bm25;
 mod eval;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::bm25::IndexSync;
 pub use self::eval::{
     FusionComparison, Judged, RankingMetrics, compare_fusions, read_corpus, read_queries,
     score_rankings,
@@ -38,6 +40,29 @@ impl Passage {
     pub fn embedding_text(&self) -> String {
         format!("{}\n{}", self.title, self.text)
     }
+
+    /// Names the passage's embedding: a hash of the model and [`Self::embedding_text`], so
+    /// an embedding is reused exactly while both are the same.
+    pub fn embedding_key(&self) -> String {
+        hex_digest(&[EMBEDDING_MODEL.as_bytes(), self.embedding_text().as_bytes()])
+    }
+}
+
+/// The model whose embeddings the stored vectors are; part of their key.
+const EMBEDDING_MODEL: &str = "all-MiniLM-L6-v2";
+
+/// The first 128 bits of the SHA-256 of the parts (separated), in hex.
+fn hex_digest(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+        hasher.update([0x1e]);
+    }
+    hasher.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// How the two rankings are combined.
@@ -79,6 +104,8 @@ pub struct Hit {
 /// Passages, their embeddings and their BM25 index.
 pub struct Retriever {
     passages: Vec<Passage>,
+    /// Passage id → position, to read the index's hits back.
+    positions: HashMap<String, usize>,
     /// Row-major `passages.len() × EMBEDDING_DIM`.
     vectors: Vec<f32>,
     bm25: bm25::Bm25,
@@ -86,8 +113,8 @@ pub struct Retriever {
 }
 
 impl Retriever {
-    /// Indexes `passages` (with their embeddings, in the same order) in RAM, or on disk under
-    /// `index_dir`.
+    /// Indexes `passages` (with their embeddings, in the same order; ids unique) in RAM, or
+    /// on disk under `index_dir`, where only what changed since the last build is written.
     pub fn build(
         passages: Vec<Passage>,
         embeddings: &[Embedding],
@@ -101,6 +128,12 @@ impl Retriever {
                 embeddings.len()
             )));
         }
+        let mut positions = HashMap::with_capacity(passages.len());
+        for (i, p) in passages.iter().enumerate() {
+            if positions.insert(p.id.clone(), i).is_some() {
+                return Err(AiError::InvalidInput(format!("passage id {} twice", p.id)));
+            }
+        }
         let vectors = embeddings
             .iter()
             .flat_map(|e| e.as_slice())
@@ -109,6 +142,7 @@ impl Retriever {
         let bm25 = bm25::Bm25::build(&passages, index_dir)?;
         Ok(Self {
             passages,
+            positions,
             vectors,
             bm25,
             fusion,
@@ -117,6 +151,19 @@ impl Retriever {
 
     pub fn passage(&self, index: usize) -> &Passage {
         &self.passages[index]
+    }
+
+    /// The embedding of the passage at `index`, as it was handed to [`Self::build`].
+    pub fn embedding(&self, index: usize) -> Option<Embedding> {
+        let row = self
+            .vectors
+            .get(index * EMBEDDING_DIM..(index + 1) * EMBEDDING_DIM)?;
+        Embedding::from_stored(row.to_vec())
+    }
+
+    /// What building the lexical index wrote.
+    pub fn index_sync(&self) -> IndexSync {
+        self.bm25.sync()
     }
 
     pub fn len(&self) -> usize {
@@ -161,10 +208,14 @@ impl Retriever {
                 bm25: 0.0,
             })
             .collect();
-        let lexical = if fusion == Fusion::Dense {
+        let lexical: Vec<(usize, f32)> = if fusion == Fusion::Dense {
             Vec::new()
         } else {
-            self.bm25.search(query, BM25_CANDIDATES)?
+            self.bm25
+                .search(query, BM25_CANDIDATES)?
+                .into_iter()
+                .filter_map(|(id, score)| Some((*self.positions.get(&id)?, score)))
+                .collect()
         };
         for &(passage, score) in &lexical {
             hits[passage].bm25 = score;
