@@ -18,6 +18,7 @@ USER 10001:10001
 ENV SWITCHBOARD_SERVER__HOST=0.0.0.0 \
     DATABASE_URL=sqlite:///var/lib/switchboard/switchboard.db?mode=rwc \
     SWITCHBOARD_AI__CACHE_DIR=/var/lib/switchboard/cache \
+    SWITCHBOARD_AI__INDEX_DIR=/var/lib/switchboard/index \
     SWITCHBOARD_LOG__FORMAT=json
 EXPOSE 8080
 VOLUME ["/var/lib/switchboard"]
