@@ -273,7 +273,7 @@ impl Default for LogSettings {
     fn default() -> Self {
         Self {
             format: LogFormat::Pretty,
-            level: "info".into(),
+            level: "info,tantivy=warn".into(),
         }
     }
 }
