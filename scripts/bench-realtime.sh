@@ -2,13 +2,14 @@
 # Reproduces the figures in docs/benchmarks.md: builds release binaries, starts a server on a
 # fresh SQLite database (with BENCH_POSTGRES=1: a fresh PostgreSQL database `switchboard_bench`
 # on 127.0.0.1:5432), and runs the load tool against it as a separate process. Loopback only;
-# every run is bounded in time.
+# every run is bounded in time. BENCH_DIR=/dev/shm puts the SQLite database on tmpfs, which
+# separates the relay's own latency from the disk's sync times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchboard-target}"
 cargo build --release --bins -q
 bin="$CARGO_TARGET_DIR/release"
-work=$(mktemp -d)
+work=$(mktemp -d -p "${BENCH_DIR:-${TMPDIR:-/tmp}}")
 server=""
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 
