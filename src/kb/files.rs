@@ -214,10 +214,6 @@ impl KnowledgeBase {
         self.intents.iter().find(|i| i.name == name)
     }
 
-    pub fn article(&self, id: &str) -> Option<&Article> {
-        self.articles.iter().find(|a| a.id == id)
-    }
-
     fn check(&self, file_ids: &[String]) -> Result<(), KbError> {
         let mut problems = Vec::new();
         let mut article_ids = BTreeSet::new();

@@ -48,10 +48,6 @@ impl Store {
         let mut report = KbImport::default();
         let mut tx = self.writer.begin().await?;
 
-        let stored: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, content_hash FROM knowledge_articles")
-                .fetch_all(&mut *tx)
-                .await?;
         let stored_intents: Vec<(String, String)> =
             sqlx::query_as("SELECT name, examples FROM intents")
                 .fetch_all(&mut *tx)
@@ -65,31 +61,19 @@ impl Store {
                 report.intents_removed += 1;
             }
         }
-        for (id, _) in &stored {
-            if kb.article(id).is_none() {
-                sqlx::query("DELETE FROM knowledge_articles WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                report.articles_removed += 1;
-            }
-        }
-
-        for (done, article) in kb.articles.iter().enumerate() {
-            let hash = hash_of(article);
-            match stored.iter().find(|(id, _)| id == &article.id) {
-                Some((_, old)) if *old == hash => report.unchanged += 1,
-                found => {
-                    upsert_article(&mut tx, article, &hash, now).await?;
-                    if found.is_some() {
-                        report.articles_updated += 1;
-                    } else {
-                        report.articles_added += 1;
-                    }
-                }
-            }
-            progress(done + 1, total);
-        }
+        let articles = sync_by_hash(
+            &mut tx,
+            "knowledge_articles",
+            &kb.articles,
+            |a| &a.id,
+            async |conn, article, hash| upsert_article(conn, article, hash, now).await,
+            |done| progress(done, total),
+        )
+        .await?;
+        report.articles_added = articles.added;
+        report.articles_updated = articles.updated;
+        report.articles_removed = articles.removed;
+        report.unchanged += articles.unchanged;
 
         let current = self.intent_rows(&mut tx).await?;
         for (done, intent) in kb.intents.iter().enumerate() {
@@ -122,10 +106,19 @@ impl Store {
             progress(kb.articles.len() + done + 1, total);
         }
         let before = kb.articles.len() + kb.intents.len();
-        import_cards(&mut tx, &kb.cards, now, &mut report, |done| {
-            progress(before + done, total)
-        })
+        let cards = sync_by_hash(
+            &mut tx,
+            "coaching_cards",
+            &kb.cards,
+            |c| &c.id,
+            async |conn, card, hash| upsert_card(conn, card, hash, now).await,
+            |done| progress(before + done, total),
+        )
         .await?;
+        report.cards_added = cards.added;
+        report.cards_updated = cards.updated;
+        report.cards_removed = cards.removed;
+        report.unchanged += cards.unchanged;
         tx.commit().await?;
         Ok(report)
     }
@@ -169,58 +162,87 @@ impl Store {
     }
 }
 
-/// The coaching-card part of an import: removes cards no longer in `cards`, writes new and
-/// changed ones (by content hash), and counts what it did.
-async fn import_cards(
+/// What [`sync_by_hash`] did to one table.
+struct Synced {
+    added: usize,
+    updated: usize,
+    removed: usize,
+    unchanged: usize,
+}
+
+/// Makes `table` (keyed by `id`, with a `content_hash` column) hold exactly `entries`: removes
+/// rows no longer among them, and writes new and changed ones (by [`hash_of`]) with `upsert`,
+/// calling `progress(done)` after each entry.
+async fn sync_by_hash<T: serde::Serialize>(
     conn: &mut sqlx::AnyConnection,
-    cards: &[CoachingCard],
-    now: i64,
-    report: &mut KbImport,
+    table: &'static str,
+    entries: &[T],
+    id: impl Fn(&T) -> &str,
+    upsert: impl AsyncFn(&mut sqlx::AnyConnection, &T, &str) -> Result<(), StoreError>,
     mut progress: impl FnMut(usize),
-) -> Result<(), StoreError> {
-    let stored: Vec<(String, String)> =
-        sqlx::query_as("SELECT id, content_hash FROM coaching_cards")
-            .fetch_all(&mut *conn)
+) -> Result<Synced, StoreError> {
+    let mut synced = Synced {
+        added: 0,
+        updated: 0,
+        removed: 0,
+        unchanged: 0,
+    };
+    let stored: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, content_hash FROM {table}"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    for (stored_id, _) in &stored {
+        if !entries.iter().any(|e| id(e) == stored_id) {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE id = $1"
+            )))
+            .bind(stored_id)
+            .execute(&mut *conn)
             .await?;
-    for (id, _) in &stored {
-        if !cards.iter().any(|c| &c.id == id) {
-            sqlx::query("DELETE FROM coaching_cards WHERE id = $1")
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-            report.cards_removed += 1;
+            synced.removed += 1;
         }
     }
-    for (done, card) in cards.iter().enumerate() {
-        let hash = hash_of(card);
-        match stored.iter().find(|(id, _)| id == &card.id) {
-            Some((_, old)) if *old == hash => report.unchanged += 1,
+    for (done, entry) in entries.iter().enumerate() {
+        let hash = hash_of(entry);
+        match stored.iter().find(|(stored_id, _)| stored_id == id(entry)) {
+            Some((_, old)) if *old == hash => synced.unchanged += 1,
             found => {
-                sqlx::query(
-                    "INSERT INTO coaching_cards (id, title, topics, when_to_use, prompt, tips, content_hash, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (id) DO UPDATE SET title = $2, topics = $3, when_to_use = $4, \
-                     prompt = $5, tips = $6, content_hash = $7, updated_at = $8",
-                )
-                .bind(&card.id)
-                .bind(&card.title)
-                .bind(to_json(&card.topics))
-                .bind(&card.when)
-                .bind(&card.prompt)
-                .bind(to_json(&card.tips))
-                .bind(hash)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
+                upsert(&mut *conn, entry, &hash).await?;
                 if found.is_some() {
-                    report.cards_updated += 1;
+                    synced.updated += 1;
                 } else {
-                    report.cards_added += 1;
+                    synced.added += 1;
                 }
             }
         }
         progress(done + 1);
     }
+    Ok(synced)
+}
+
+async fn upsert_card(
+    conn: &mut sqlx::AnyConnection,
+    card: &CoachingCard,
+    hash: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO coaching_cards (id, title, topics, when_to_use, prompt, tips, content_hash, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (id) DO UPDATE SET title = $2, topics = $3, when_to_use = $4, \
+         prompt = $5, tips = $6, content_hash = $7, updated_at = $8",
+    )
+    .bind(&card.id)
+    .bind(&card.title)
+    .bind(to_json(&card.topics))
+    .bind(&card.when)
+    .bind(&card.prompt)
+    .bind(to_json(&card.tips))
+    .bind(hash)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
