@@ -7,9 +7,12 @@ use std::collections::HashSet;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_http::{Extensions, HttpService};
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
+use actix_web::dev::{AppConfig, Server, ServerHandle};
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::rt::net::TcpStream;
+use actix_web::{App, web};
 
 use crate::ai::retrieval::Passage;
 use crate::ai::{AiError, Embedding, Engine, StoredEmbeddings, passages};
@@ -218,33 +221,44 @@ pub async fn load_engine(settings: &Settings) -> Result<Arc<Engine>, StartError>
     Ok(Arc::new(engine))
 }
 
+/// The HTTP server: actix-web's app for requests, and [`crate::ws::upgrade`] for WebSocket
+/// upgrades, which take their connection out of the HTTP layer.
 fn serve(listener: TcpListener, state: AppState) -> Result<Server, StartError> {
     let settings = state.settings.clone();
-    let data = web::Data::new(state);
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .wrap(from_fn(crate::http::track))
-            .configure(crate::ws::routes)
-            .configure(crate::http::routes)
-            .default_service(web::to(crate::http::not_found))
-    })
-    // Chat frames are small and latency is the point: without TCP_NODELAY, a frame written
-    // while the client delays its ACK of the previous one (an `ack`) waits about 40 ms.
-    .on_connect(|connection, _| {
-        if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
-            && let Err(e) = tcp.set_nodelay(true)
-        {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    })
-    .shutdown_timeout(settings.server.shutdown_timeout_secs)
-    .disable_signals()
-    .listen(listener)
-    .map_err(|source| StartError::Bind {
-        address: "listener".into(),
-        source,
-    })?;
+    let state = Arc::new(state);
+    let mut server = Server::build()
+        .listen("switchboard", listener, move || {
+            let data = web::Data::from(state.clone());
+            let app = App::new()
+                .app_data(data)
+                .wrap(from_fn(crate::http::track))
+                .configure(crate::ws::routes)
+                .configure(crate::http::routes)
+                .default_service(web::to(crate::http::not_found))
+                .into_factory()
+                .map_err(|e| e.error_response());
+            let state = state.clone();
+            HttpService::build()
+                // Chat frames are small and latency is the point: without TCP_NODELAY, a frame
+                // written while the client delays its ACK of the previous one (an `ack`) waits
+                // about 40 ms.
+                .on_connect_ext(|tcp: &TcpStream, _: &mut Extensions| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                })
+                .upgrade(fn_service(move |(req, framed)| {
+                    crate::ws::upgrade(state.clone(), req, framed)
+                }))
+                .finish(map_config(app, |_| AppConfig::default()))
+                .tcp()
+        })
+        .map_err(|source| StartError::Bind {
+            address: "listener".into(),
+            source,
+        })?
+        .shutdown_timeout(settings.server.shutdown_timeout_secs)
+        .disable_signals();
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use actix_ws::AggregatedMessageStream;
 use tokio::sync::mpsc;
 
 use governor::DefaultDirectRateLimiter;
@@ -24,23 +23,19 @@ use crate::store::StoreError;
 /// Messages read from the database per page when the feed catches up.
 const CATCH_UP_PAGE: u32 = 500;
 
-pub async fn run(state: AppState, mut socket: Socket, mut stream: AggregatedMessageStream) {
+pub async fn run(state: AppState, mut socket: Socket) {
     let _open = state.metrics.connection("agent");
-    let ending = serve(&state, &mut socket, &mut stream).await;
-    socket.finish(ending, &mut stream, &state.metrics).await;
+    let ending = serve(&state, &mut socket).await;
+    socket.finish(ending, &state.metrics).await;
 }
 
-async fn serve(
-    state: &AppState,
-    socket: &mut Socket,
-    stream: &mut AggregatedMessageStream,
-) -> Ending {
+async fn serve(state: &AppState, socket: &mut Socket) -> Ending {
     let settings = &state.settings.websocket;
     let hello = |frame| match frame {
         AgentFrame::Hello { protocol, token } => Some((protocol, token)),
         _ => None,
     };
-    let token = match await_hello(socket, stream, settings, AgentFrame::TYPES, hello).await {
+    let token = match await_hello(socket, settings, AgentFrame::TYPES, hello).await {
         Ok(token) => token,
         Err(ending) => return ending,
     };
@@ -89,7 +84,6 @@ async fn serve(
         Ok(()) => {
             pump(
                 socket,
-                stream,
                 &mut rx,
                 &mut Console {
                     state,

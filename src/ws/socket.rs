@@ -1,17 +1,21 @@
-//! What every socket task shares: a write path with a timeout, the hello handshake, and the
-//! main loop over inbound frames, the hub queue and the heartbeat.
+//! What every socket task shares: the socket (reads, and writes with a timeout), the hello
+//! handshake, and the main loop over inbound frames, the hub queue and the heartbeat.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use actix_ws::{
-    AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
-};
+use actix_web::rt::net::TcpStream;
 use bytestring::ByteString;
+use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, interval, timeout};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::config::WebSocketSettings;
 use crate::hub::Outbound;
@@ -56,22 +60,55 @@ impl Ending {
     }
 }
 
-/// The writing half of a WebSocket, where no write may hang for longer than the timeout.
+/// What the client sent, as the socket loops see it.
+enum Inbound {
+    Text(Utf8Bytes),
+    Binary,
+    /// A ping (the WebSocket layer answers it) or a pong.
+    Control,
+    /// The client closed, or the connection went.
+    Gone,
+    /// A frame the protocol forbids: the socket must close.
+    Fault(Ending),
+}
+
+/// A WebSocket on its TCP connection, where no write may hang for longer than the timeout.
+/// It holds no buffers but the WebSocket layer's own, sized by `super::upgrade`.
 pub struct Socket {
-    session: Session,
+    ws: WebSocketStream<TcpStream>,
     write_timeout: Duration,
 }
 
 impl Socket {
-    pub fn new(session: Session, write_timeout: Duration) -> Self {
-        Self {
-            session,
-            write_timeout,
+    pub fn new(ws: WebSocketStream<TcpStream>, write_timeout: Duration) -> Self {
+        Self { ws, write_timeout }
+    }
+
+    /// The next frame from the client. Cancel-safe: a frame read in part stays buffered.
+    async fn recv(&mut self) -> Inbound {
+        match self.ws.next().await {
+            None | Some(Ok(Message::Close(_))) => Inbound::Gone,
+            Some(Ok(Message::Text(text))) => Inbound::Text(text),
+            Some(Ok(Message::Binary(_))) => Inbound::Binary,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Inbound::Control,
+            Some(Err(e)) => match e {
+                WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_) => {
+                    Inbound::Gone
+                }
+                WsError::Capacity(CapacityError::MessageTooLong { .. }) => {
+                    Inbound::Fault(Ending::close(1009, "too_large", "frame too large"))
+                }
+                _ => Inbound::Fault(Ending::close(
+                    1002,
+                    "protocol_error",
+                    "websocket protocol error",
+                )),
+            },
         }
     }
 
-    pub async fn send(&mut self, text: impl Into<ByteString>) -> Result<(), Ending> {
-        match timeout(self.write_timeout, self.session.text(text)).await {
+    async fn write(&mut self, message: Message) -> Result<(), Ending> {
+        match timeout(self.write_timeout, self.ws.send(message)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_closed)) => Err(Ending::Gone),
             Err(_elapsed) => Err(Ending::close(
@@ -82,8 +119,14 @@ impl Socket {
         }
     }
 
+    /// Sends a frame the hub serialised once for every member of a room.
+    pub async fn send(&mut self, text: ByteString) -> Result<(), Ending> {
+        let text = Utf8Bytes::try_from(text.into_bytes()).expect("a ByteString holds UTF-8");
+        self.write(Message::Text(text)).await
+    }
+
     pub async fn frame(&mut self, frame: &ServerFrame<'_>) -> Result<(), Ending> {
-        self.send(frame.to_json()).await
+        self.write(Message::text(frame.to_json())).await
     }
 
     pub async fn error(
@@ -99,28 +142,15 @@ impl Socket {
         .await
     }
 
-    async fn pong(&mut self, payload: &[u8]) -> Result<(), Ending> {
-        match timeout(self.write_timeout, self.session.pong(payload)).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(Ending::Gone),
-        }
-    }
-
     async fn ping(&mut self) -> Result<(), Ending> {
-        match timeout(self.write_timeout, self.session.ping(b"")).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(Ending::Gone),
-        }
+        self.write(Message::Ping(Default::default()))
+            .await
+            .map_err(|_| Ending::Gone)
     }
 
     /// Sends a close frame (when the ending calls for one), counts the reason, and waits a
     /// moment for the client's answer, so the close frame is read before the TCP connection goes.
-    pub async fn finish(
-        self,
-        ending: Ending,
-        stream: &mut AggregatedMessageStream,
-        metrics: &Metrics,
-    ) {
+    pub async fn finish(mut self, ending: Ending, metrics: &Metrics) {
         let Ending::Close {
             code,
             reason,
@@ -130,14 +160,14 @@ impl Socket {
             return;
         };
         metrics.ws_closes.with_label_values(&[label]).inc();
-        let reason = CloseReason {
+        let frame = CloseFrame {
             code: CloseCode::from(code),
-            description: Some(reason.into()),
+            reason: Utf8Bytes::from_static(reason),
         };
-        if let Ok(Ok(())) = timeout(self.write_timeout, self.session.close(Some(reason))).await {
+        if let Ok(Ok(())) = timeout(self.write_timeout, self.ws.close(Some(frame))).await {
             let _ = timeout(CLOSE_GRACE, async {
-                while let Some(Ok(frame)) = stream.recv().await {
-                    if let AggregatedMessage::Close(_) = frame {
+                while let Some(Ok(frame)) = self.ws.next().await {
+                    if let Message::Close(_) = frame {
                         break;
                     }
                 }
@@ -165,14 +195,13 @@ pub async fn refuse(
 /// payload out of `T`) of this server's protocol version, within the hello timeout.
 pub async fn await_hello<T: DeserializeOwned, H>(
     socket: &mut Socket,
-    stream: &mut AggregatedMessageStream,
     settings: &WebSocketSettings,
     types: &[&str],
     hello: fn(T) -> Option<(u32, H)>,
 ) -> Result<H, Ending> {
     let deadline = Instant::now() + settings.hello_timeout();
     let text = loop {
-        let frame = match tokio::time::timeout_at(deadline, stream.recv()).await {
+        let frame = match tokio::time::timeout_at(deadline, socket.recv()).await {
             Err(_) => {
                 return Err(Ending::close(
                     close::HELLO_EXPECTED,
@@ -183,12 +212,11 @@ pub async fn await_hello<T: DeserializeOwned, H>(
             Ok(frame) => frame,
         };
         match frame {
-            None | Some(Ok(AggregatedMessage::Close(_))) => return Err(Ending::Gone),
-            Some(Err(e)) => return Err(protocol_error(e)),
-            Some(Ok(AggregatedMessage::Ping(p))) => socket.pong(&p).await?,
-            Some(Ok(AggregatedMessage::Pong(_))) => {}
-            Some(Ok(AggregatedMessage::Binary(_))) => break None,
-            Some(Ok(AggregatedMessage::Text(text))) => break Some(text),
+            Inbound::Gone => return Err(Ending::Gone),
+            Inbound::Fault(ending) => return Err(ending),
+            Inbound::Control => {}
+            Inbound::Binary => break None,
+            Inbound::Text(text) => break Some(text),
         }
     };
     let not_hello = |message: String| FrameError::new(ErrorCode::InvalidFrame, message);
@@ -229,13 +257,6 @@ pub async fn await_hello<T: DeserializeOwned, H>(
     }
 }
 
-fn protocol_error(e: ProtocolError) -> Ending {
-    match e {
-        ProtocolError::Overflow => Ending::close(1009, "too_large", "frame too large"),
-        _ => Ending::close(1002, "protocol_error", "websocket protocol error"),
-    }
-}
-
 /// What a role does with the frames of its socket.
 pub trait Handler {
     /// Handles one text frame from the client.
@@ -248,7 +269,6 @@ pub trait Handler {
 /// Runs a socket after its handshake until it ends, however it ends.
 pub async fn pump<H: Handler>(
     socket: &mut Socket,
-    stream: &mut AggregatedMessageStream,
     rx: &mut mpsc::Receiver<Outbound>,
     handler: &mut H,
     settings: &WebSocketSettings,
@@ -259,22 +279,21 @@ pub async fn pump<H: Handler>(
     let mut last_heard = Instant::now();
     loop {
         let step = tokio::select! {
-            frame = stream.recv() => {
+            frame = socket.recv() => {
                 last_heard = Instant::now();
                 match frame {
-                    None | Some(Ok(AggregatedMessage::Close(_))) => Err(Ending::Gone),
-                    Some(Err(e)) => Err(protocol_error(e)),
-                    Some(Ok(AggregatedMessage::Text(text))) => {
+                    Inbound::Gone => Err(Ending::Gone),
+                    Inbound::Fault(ending) => Err(ending),
+                    Inbound::Text(text) => {
                         // Every write is boxed: an idle socket's task then keeps none of their
                         // state (see docs/benchmarks.md).
                         Box::pin(handler.on_text(socket, &text)).await
                     }
-                    Some(Ok(AggregatedMessage::Binary(_))) => {
+                    Inbound::Binary => {
                         let e = FrameError::new(ErrorCode::InvalidFrame, "binary frames are not supported; send JSON text frames");
                         Box::pin(socket.error(&e, None)).await
                     }
-                    Some(Ok(AggregatedMessage::Ping(p))) => Box::pin(socket.pong(&p)).await,
-                    Some(Ok(AggregatedMessage::Pong(_))) => Ok(()),
+                    Inbound::Control => Ok(()),
                 }
             }
             out = rx.recv() => match out {

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use actix_ws::AggregatedMessageStream;
 use governor::DefaultDirectRateLimiter;
 use tokio::sync::mpsc;
 
@@ -27,17 +26,13 @@ const REPLAY_PAGE: u32 = 500;
 /// pointer), and the steps that run once (hello, identify, welcome, replay, close) are boxed,
 /// so their futures are freed when done and an idle socket keeps only the main loop's state
 /// (see docs/benchmarks.md, "Where an idle connection's memory goes").
-pub async fn run(state: Arc<AppState>, mut socket: Socket, mut stream: AggregatedMessageStream) {
+pub async fn run(state: Arc<AppState>, mut socket: Socket) {
     let _open = state.metrics.connection("widget");
-    let ending = serve(&state, &mut socket, &mut stream).await;
-    Box::pin(socket.finish(ending, &mut stream, &state.metrics)).await;
+    let ending = serve(&state, &mut socket).await;
+    Box::pin(socket.finish(ending, &state.metrics)).await;
 }
 
-async fn serve(
-    state: &AppState,
-    socket: &mut Socket,
-    stream: &mut AggregatedMessageStream,
-) -> Ending {
+async fn serve(state: &AppState, socket: &mut Socket) -> Ending {
     let settings = &state.settings.websocket;
     let hello = |frame| match frame {
         WidgetFrame::Hello {
@@ -47,18 +42,11 @@ async fn serve(
         } => Some((protocol, (token, last_seq))),
         _ => None,
     };
-    let (token, last_seq) = match Box::pin(await_hello(
-        socket,
-        stream,
-        settings,
-        WidgetFrame::TYPES,
-        hello,
-    ))
-    .await
-    {
-        Ok(hello) => hello,
-        Err(ending) => return ending,
-    };
+    let (token, last_seq) =
+        match Box::pin(await_hello(socket, settings, WidgetFrame::TYPES, hello)).await {
+            Ok(hello) => hello,
+            Err(ending) => return ending,
+        };
     let (visitor, conversation) = match Box::pin(identify(state, token.as_deref())).await {
         Ok(found) => found,
         Err(Identify::Unauthorized) => {
@@ -95,7 +83,6 @@ async fn serve(
     let ending = converse(
         state,
         socket,
-        stream,
         &mut rx,
         conn,
         visitor,
@@ -146,7 +133,6 @@ async fn identify(
 async fn converse(
     state: &AppState,
     socket: &mut Socket,
-    stream: &mut AggregatedMessageStream,
     rx: &mut mpsc::Receiver<Outbound>,
     conn: ConnId,
     visitor: VisitorId,
@@ -169,7 +155,6 @@ async fn converse(
     }
     pump(
         socket,
-        stream,
         rx,
         &mut handler,
         &state.settings.websocket,

@@ -16,6 +16,8 @@ on_both_backends!(
     handshake_violations_close_with_a_reason,
     agent_feed_refuses_bad_tokens_and_unknown_conversations,
     rest_auth_and_input_errors,
+    refused_upgrades_get_an_http_error,
+    a_hello_sent_with_the_upgrade_request_is_read,
 );
 
 async fn malformed_frames_get_error_frames_and_the_socket_stays_open(backend: Backend) {
@@ -249,4 +251,77 @@ async fn rest_auth_and_input_errors(backend: Backend) {
         r.json::<serde_json::Value>().await.expect("json")["code"],
         "not_found"
     );
+}
+
+async fn refused_upgrades_get_an_http_error(backend: Backend) {
+    let app = spawn_app(backend).await;
+    assert_eq!(
+        Ws::try_connect(&app.ws_url("/ws/elsewhere")).await.err(),
+        Some(404),
+        "an upgrade to a path without a socket"
+    );
+    let plain = app.get("/ws/widget", None).await;
+    assert_eq!(plain.status(), 400, "a plain request to a socket endpoint");
+    let body: serde_json::Value = plain.json().await.expect("a JSON error body");
+    assert_eq!(body["code"], "bad_request");
+    let (mut ws, _) = app.visitor().await;
+    ws.send(json!({"type": "message", "client_id": "still", "text": "fine"}))
+        .await;
+    assert_eq!(ws.expect("ack").await["seq"], 1, "sockets are unaffected");
+}
+
+/// A client may send its first frame right behind the upgrade request, before the server's
+/// answer: the bytes that arrive with the request are the socket's first frame.
+async fn a_hello_sent_with_the_upgrade_request_is_read(backend: Backend) {
+    use futures_util::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    let app = spawn_app(backend).await;
+    let hello = json!({"type": "hello", "protocol": 1, "token": null, "last_seq": null});
+    let payload = hello.to_string().into_bytes();
+    assert!(payload.len() < 126, "one short frame");
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    let mut bytes = format!(
+        "GET /ws/widget HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        app.port
+    )
+    .into_bytes();
+    bytes.extend([0x81, 0x80 | payload.len() as u8]);
+    bytes.extend(mask);
+    bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .expect("connect");
+    tcp.write_all(&bytes).await.expect("request and frame sent");
+
+    let mut read = Vec::new();
+    let head_end = loop {
+        let mut chunk = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut chunk))
+            .await
+            .expect("an answer in time")
+            .expect("read");
+        assert!(n > 0, "the server answered before closing");
+        read.extend_from_slice(&chunk[..n]);
+        if let Some(i) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&read[..head_end]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut ws =
+        WebSocketStream::from_partially_read(tcp, read[head_end..].to_vec(), Role::Client, None)
+            .await;
+    let welcome = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("a frame in time")
+        .expect("a frame")
+        .expect("a healthy socket");
+    let welcome: serde_json::Value =
+        serde_json::from_str(welcome.to_text().expect("text")).expect("JSON");
+    assert_eq!(welcome["type"], "welcome");
 }
