@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -90,6 +91,9 @@ enum Mode {
 }
 
 /// Questions the demo knowledge base answers (none asks for a person or is angry).
+/// Bytes a client socket reads at a time (frames larger than this still arrive whole).
+const CLIENT_READ_BUFFER: usize = 4096;
+
 const QUESTIONS: [&str; 12] = [
     "how do I get a refund for a trip?",
     "what payment methods do you accept?",
@@ -175,7 +179,15 @@ impl Client {
         let stream = socket.connect(self.server).await?;
         stream.set_nodelay(true)?;
         let url = format!("ws://{}/ws/widget", self.server);
-        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await?;
+        // tungstenite zero-fills its whole read buffer (128 KiB by default) before every read:
+        // a load generator on the server's cores would spend a core on that alone.
+        let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(
+            url,
+            MaybeTlsStream::Plain(stream),
+            Some(config),
+        )
+        .await?;
         Ok(ws)
     }
 
