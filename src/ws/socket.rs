@@ -150,6 +150,7 @@ impl Socket {
 
     /// Sends a close frame (when the ending calls for one), counts the reason, and waits a
     /// moment for the client's answer, so the close frame is read before the TCP connection goes.
+    /// When the client closed, the answer the WebSocket layer queued is sent.
     pub async fn finish(mut self, ending: Ending, metrics: &Metrics) {
         let Ending::Close {
             code,
@@ -157,6 +158,7 @@ impl Socket {
             label,
         } = ending
         else {
+            let _ = timeout(self.write_timeout, self.ws.flush()).await;
             return;
         };
         metrics.ws_closes.with_label_values(&[label]).inc();

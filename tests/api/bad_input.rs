@@ -18,6 +18,7 @@ on_both_backends!(
     rest_auth_and_input_errors,
     refused_upgrades_get_an_http_error,
     a_hello_sent_with_the_upgrade_request_is_read,
+    a_client_that_closes_gets_the_close_answered,
 );
 
 async fn malformed_frames_get_error_frames_and_the_socket_stays_open(backend: Backend) {
@@ -324,4 +325,22 @@ async fn a_hello_sent_with_the_upgrade_request_is_read(backend: Backend) {
     let welcome: serde_json::Value =
         serde_json::from_str(welcome.to_text().expect("text")).expect("JSON");
     assert_eq!(welcome["type"], "welcome");
+}
+
+async fn a_client_that_closes_gets_the_close_answered(backend: Backend) {
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let app = spawn_app(backend).await;
+    let (mut ws, _) = app.visitor().await;
+    ws.send_raw(WsMessage::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    })))
+    .await;
+    assert_eq!(
+        ws.closed().await,
+        Closed::Code(1000),
+        "the server answers a close frame with its own"
+    );
 }
