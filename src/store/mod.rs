@@ -5,6 +5,7 @@
 mod agents;
 mod analytics;
 mod appender;
+mod checkpointer;
 mod cluster;
 mod conversations;
 mod embeddings;
@@ -121,7 +122,8 @@ impl Store {
                         if backend == Backend::Sqlite {
                             sqlx::raw_sql(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                                 PRAGMA wal_autocheckpoint = 0;",
                             )
                             .execute(conn)
                             .await?;
@@ -134,6 +136,7 @@ impl Store {
             Backend::Sqlite => {
                 let writer = options(1).connect(url).await?;
                 let reader = options(max_connections).connect(url).await?;
+                checkpointer::spawn(reader.clone());
                 (writer, reader)
             }
             Backend::Postgres => {

@@ -302,3 +302,42 @@ async fn concurrent_appends_across_conversations_are_batched_correctly(backend: 
         w.await.expect("writer task");
     }
 }
+
+/// SQLite: the writer never checkpoints (that would stall a COMMIT); a background checkpointer
+/// copies the log into the database file while messages keep coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_log_is_checkpointed_off_the_writer() {
+    let (store, db) = store(Backend::Sqlite).await;
+    let path = db
+        .url
+        .trim_start_matches("sqlite://")
+        .trim_end_matches("?mode=rwc")
+        .to_string();
+    let size = || std::fs::metadata(&path).expect("the database file").len();
+    let before = size();
+    let visitor = store.create_visitor().await.expect("visitor");
+    let conversation = store
+        .create_conversation(visitor)
+        .await
+        .expect("conversation");
+    for i in 0..2_000 {
+        let new = NewMessage {
+            conversation_id: conversation.id,
+            author: AuthorRole::Visitor,
+            author_id: None,
+            text: text(&format!("message {i} {}", "x".repeat(200))),
+            client_id: None,
+            analysis: None,
+        };
+        store.append_message(&new).await.expect("append");
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while size() < before + 256 * 1024 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        size() >= before + 256 * 1024,
+        "about 450 KB of messages reached the database file ({before} → {} bytes) with the store open",
+        size()
+    );
+}
