@@ -90,10 +90,10 @@ enum Mode {
     },
 }
 
-/// Questions the demo knowledge base answers (none asks for a person or is angry).
 /// Bytes a client socket reads at a time (frames larger than this still arrive whole).
 const CLIENT_READ_BUFFER: usize = 4096;
 
+/// Questions the demo knowledge base answers (none asks for a person or is angry).
 const QUESTIONS: [&str; 12] = [
     "how do I get a refund for a trip?",
     "what payment methods do you accept?",

@@ -53,15 +53,15 @@ pub async fn upgrade(
     let widget = match req.path() {
         "/ws/widget" => true,
         "/ws/agent" => false,
-        _ => return Ok(refuse(framed, ApiError::NotFound("endpoint")).await?),
+        _ => return refuse(framed, ApiError::NotFound("endpoint")).await,
     };
     if state.drain.is_draining() {
         let e = ApiError::Unavailable("this server is shutting down; connect again");
-        return Ok(refuse(framed, e).await?);
+        return refuse(framed, e).await;
     }
     let accept = match actix_http::ws::handshake(req.head()) {
         Ok(mut accept) => accept.finish().drop_body(),
-        Err(e) => return Ok(refuse(framed, ApiError::BadRequest(e.to_string())).await?),
+        Err(e) => return refuse(framed, ApiError::BadRequest(e.to_string())).await,
     };
     framed.send((accept, BodySize::None).into()).await?;
 
@@ -90,7 +90,10 @@ pub async fn upgrade(
 }
 
 /// Answers with `error`'s status and JSON body.
-async fn refuse(mut framed: Framed<TcpStream, h1::Codec>, error: ApiError) -> std::io::Result<()> {
+async fn refuse(
+    mut framed: Framed<TcpStream, h1::Codec>,
+    error: ApiError,
+) -> actix_web::Result<()> {
     let (head, body) = error.error_response().into_parts();
     let mut head: Response<()> = head.into();
     head.head_mut().set_connection_type(ConnectionType::Close);
@@ -98,5 +101,6 @@ async fn refuse(mut framed: Framed<TcpStream, h1::Codec>, error: ApiError) -> st
     let size = BodySize::Sized(body.len() as u64);
     framed.send((head, size).into()).await?;
     framed.send(h1::Message::Chunk(Some(body))).await?;
-    framed.send(h1::Message::Chunk(None)).await
+    framed.send(h1::Message::Chunk(None)).await?;
+    Ok(())
 }
