@@ -7,11 +7,14 @@ pub enum TextError {
     Empty,
     #[error("text is {len} bytes; the limit is {max}")]
     TooLong { len: usize, max: usize },
+    #[error("text contains a NUL character (U+0000)")]
+    Nul,
     #[error("client_id must be 1 to {max} characters of A-Z a-z 0-9 - _ . :", max = ClientId::MAX_LEN)]
     BadClientId,
 }
 
-/// Chat text that is non-empty (after trimming) and within the configured byte limit.
+/// Chat text that is non-empty (after trimming), within the configured byte limit, and free of
+/// NUL characters (which PostgreSQL cannot store in text, nor SQLite read back from JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MessageText(String);
 
@@ -25,6 +28,9 @@ impl MessageText {
                 len: text.len(),
                 max: max_bytes,
             });
+        }
+        if text.contains('\0') {
+            return Err(TextError::Nul);
         }
         Ok(Self(text))
     }
@@ -80,6 +86,7 @@ mod tests {
             MessageText::parse("x".repeat(11), 10),
             Err(TextError::TooLong { len: 11, max: 10 })
         );
+        assert_eq!(MessageText::parse("a\0b".into(), 10), Err(TextError::Nul));
         assert_eq!(
             MessageText::parse("hello".into(), 10).map(|t| t.into_inner()),
             Ok("hello".into())

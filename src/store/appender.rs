@@ -1,7 +1,7 @@
 //! Group commit for messages. Appends from every connection queue up for one task, which
 //! stores whatever has gathered (up to [`MAX_BATCH`]) in one transaction of two statements:
-//! one UPDATE gives each conversation its next `seq`, one multi-row INSERT stores the
-//! messages. Callers (see `chat.rs`) keep at most one append per conversation in flight, so
+//! one UPDATE gives each conversation its next `seq`, one INSERT stores the messages, both
+//! reading the batch from a JSON array so their SQL is the same whatever the batch's size. Callers (see `chat.rs`) keep at most one append per conversation in flight, so
 //! a batch names each conversation once; a batch that cannot go through whole (a resend
 //! hitting the unique client id, a lock conflict) falls back to one transaction per message.
 //! In cluster mode the batch also locks its conversations in id order first (replicas'
@@ -9,11 +9,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
 use super::messages::{Appended, NewMessage};
-use super::{Store, StoreError, from_ms, now_ms, parse_opt_col};
+use super::{Backend, Store, StoreError, from_ms, now_ms, parse_opt_col};
 use crate::cluster::Event;
 use crate::domain::{AgentId, AuthorRole};
 
@@ -57,12 +57,37 @@ pub(super) fn spawn(store: Store, mut rx: mpsc::Receiver<AppendRequest>) {
     });
 }
 
-fn placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The writer's two statements, by backend. Their text never changes with the batch's size: the
+/// conversations and the messages travel as one JSON array each, so every batch reuses the
+/// prepared statements instead of parsing new SQL and binding hundreds of parameters.
+struct BatchSql {
+    /// `$1` the time, `$2` the conversations' ids, `$3` those of them whose message is the
+    /// visitor's (a resolved conversation takes no visitor message).
+    bump: &'static str,
+    /// `$1` the messages as `[conversation, seq, author, author id, text, client id,
+    /// analysis]` arrays, `$2` the time.
+    insert: &'static str,
 }
+
+const SQLITE: BatchSql = BatchSql {
+    bump: "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1 \
+           WHERE id IN (SELECT value FROM json_each($2)) \
+           AND NOT (state = 'resolved' AND id IN (SELECT value FROM json_each($3))) \
+           RETURNING id, last_seq, assignee_id",
+    insert: "INSERT INTO messages (conversation_id, seq, author, author_id, text, client_id, analysis, created_at) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, $2 \
+             FROM json_each($1)",
+};
+
+const POSTGRES: BatchSql = BatchSql {
+    bump: "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1 \
+           WHERE id IN (SELECT json_array_elements_text($2::json)) \
+           AND NOT (state = 'resolved' AND id IN (SELECT json_array_elements_text($3::json))) \
+           RETURNING id, last_seq, assignee_id",
+    insert: "INSERT INTO messages (conversation_id, seq, author, author_id, text, client_id, analysis, created_at) \
+             SELECT m ->> 0, (m ->> 1)::bigint, m ->> 2, m ->> 3, m ->> 4, m ->> 5, m ->> 6, $2 \
+             FROM json_array_elements($1::json) AS m",
+};
 
 impl Store {
     /// Stores a batch in one transaction, or fails whole (nothing stored).
@@ -83,22 +108,15 @@ impl Store {
             .filter(|(n, _)| n.author == AuthorRole::Visitor)
             .map(|(_, id)| id)
             .collect();
+        let sql = match self.backend {
+            Backend::Sqlite => &SQLITE,
+            Backend::Postgres => &POSTGRES,
+        };
         let now = now_ms();
-        let mut sql = format!(
-            "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1 WHERE id IN ({})",
-            placeholders(2, ids.len())
-        );
-        if !from_visitor.is_empty() {
-            sql.push_str(&format!(
-                " AND NOT (state = 'resolved' AND id IN ({}))",
-                placeholders(2 + ids.len(), from_visitor.len())
-            ));
-        }
-        sql.push_str(" RETURNING id, last_seq, assignee_id");
-        let mut update = sqlx::query(AssertSqlSafe(sql)).bind(now);
-        for id in ids.iter().chain(from_visitor.iter().copied()) {
-            update = update.bind(id.as_str());
-        }
+        let update = sqlx::query(sql.bump)
+            .bind(now)
+            .bind(serde_json::to_string(&ids).expect("a list of ids is JSON"))
+            .bind(serde_json::to_string(&from_visitor).expect("a list of ids is JSON"));
 
         let mut tx = self.writer.begin().await?;
         self.lock_conversations(&mut tx, &ids).await?;
@@ -119,26 +137,26 @@ impl Store {
             .filter_map(|(i, id)| bumped.get(id).map(|(seq, _)| (i, *seq)))
             .collect();
         if !stored.is_empty() {
-            let rows = (0..stored.len())
-                .map(|k| format!("({})", placeholders(1 + k * 8, 8)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mut insert = sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO messages (conversation_id, seq, author, author_id, text, client_id, analysis, created_at) VALUES {rows}"
-            )));
-            for (i, seq) in &stored {
-                let new = batch[*i];
-                insert = insert
-                    .bind(ids[*i].as_str())
-                    .bind(*seq)
-                    .bind(new.author.as_str())
-                    .bind(new.author_id.clone())
-                    .bind(new.text.as_str())
-                    .bind(new.client_id.as_ref().map(|c| c.as_str().to_string()))
-                    .bind(new.analysis.as_ref().map(|a| a.to_string()))
-                    .bind(now);
-            }
-            insert.execute(&mut *tx).await?;
+            let rows: Vec<serde_json::Value> = stored
+                .iter()
+                .map(|&(i, seq)| {
+                    let new = batch[i];
+                    serde_json::json!([
+                        ids[i],
+                        seq,
+                        new.author.as_str(),
+                        new.author_id,
+                        new.text,
+                        new.client_id.as_ref().map(|c| c.as_str()),
+                        new.analysis.as_ref().map(|a| a.to_string()),
+                    ])
+                })
+                .collect();
+            sqlx::query(sql.insert)
+                .bind(serde_json::Value::Array(rows).to_string())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
         }
         let sent_at = from_ms(now)?;
         let announced = stored.iter().map(|&(i, seq)| {

@@ -123,7 +123,7 @@ impl Store {
                             sqlx::raw_sql(
                                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                                  PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-                                 PRAGMA wal_autocheckpoint = 0;",
+                                 PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY;",
                             )
                             .execute(conn)
                             .await?;

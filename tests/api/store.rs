@@ -14,6 +14,7 @@ on_both_backends!(
     claims_are_exclusive_and_respect_capacity,
     agents_tokens_and_settings,
     concurrent_appends_across_conversations_are_batched_correctly,
+    batched_messages_keep_every_character_and_field,
 );
 
 async fn store(backend: Backend) -> (Store, TestDatabase) {
@@ -300,6 +301,59 @@ async fn concurrent_appends_across_conversations_are_batched_correctly(backend: 
     }
     for w in writers {
         w.await.expect("writer task");
+    }
+}
+
+/// The writer passes a batch to the database as JSON: whatever a message holds comes back as
+/// it was sent, byte for byte, with its author id, client id and analysis.
+async fn batched_messages_keep_every_character_and_field(backend: Backend) {
+    const TEXTS: [&str; 8] = [
+        "quotes \" and ' and \\ backslashes \\\"",
+        "{\"type\":\"message\",\"seq\":[1,2]}",
+        "line one\nline two\ttab\r\n",
+        "emoji 🚕🙂 and a flag 🇳🇱",
+        "ركبت سيارة أجرة البارحة",
+        "Ünïcödé — “typographic” ‘quotes’ … \u{2028}\u{7f}",
+        "'); DROP TABLE messages; --",
+        "$1 $2 ?3 :name @x",
+    ];
+    let (store, _db) = store(backend).await;
+    let visitor = store.create_visitor().await.expect("visitor");
+    let mut writers = Vec::new();
+    for (i, t) in TEXTS.iter().enumerate() {
+        let conversation = store
+            .create_conversation(visitor)
+            .await
+            .expect("conversation");
+        let new = NewMessage {
+            conversation_id: conversation.id,
+            author: AuthorRole::Visitor,
+            author_id: Some(format!("visitor-{i}")),
+            text: text(t),
+            client_id: Some(ClientId::parse(format!("c{i}")).expect("client id")),
+            analysis: Some(serde_json::json!({"intent": {"name": t, "confidence": 0.5}})),
+        };
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            store.append_message(&new).await.expect("append");
+            new
+        }));
+    }
+    for w in writers {
+        let new = w.await.expect("writer task");
+        let stored = store
+            .messages_after(new.conversation_id, 0, 10)
+            .await
+            .expect("list");
+        assert_eq!(stored.len(), 1);
+        let m = &stored[0];
+        assert_eq!((m.seq, m.text.as_str()), (1, new.text.as_str()));
+        assert_eq!(m.author_id, new.author_id);
+        assert_eq!(
+            m.client_id.as_deref(),
+            new.client_id.as_ref().map(|c| c.as_str())
+        );
+        assert_eq!(m.analysis, new.analysis);
     }
 }
 
