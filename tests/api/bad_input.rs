@@ -41,6 +41,10 @@ async fn malformed_frames_get_error_frames_and_the_socket_stays_open(backend: Ba
             r#"{"type": "message", "client_id": "e", "text": "   "}"#,
             "invalid_frame",
         ),
+        (
+            r#"{"type": "message", "client_id": "f", "text": "a\u0000b"}"#,
+            "invalid_frame",
+        ),
         (r#"{"type": "typing", "on": "yes"}"#, "invalid_frame"),
         (r#"{"type": "hello", "protocol": 1}"#, "invalid_frame"),
     ];
