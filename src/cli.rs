@@ -388,6 +388,7 @@ fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
     let validation = match &args.val {
         Some(val) => {
             let val_set = embed_examples(&embedder, &read_labelled_csv(val)?)?;
+            head.keep_anchors(&train_set)?;
             calibrate(&mut head, &val_set)?;
             Some(choose_threshold(&mut head, &val_set, args.min_oos_recall)?)
         }
@@ -415,6 +416,7 @@ fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
             "labels": head.info().labels.len(),
             "threshold": head.info().threshold,
             "temperature": head.info().temperature,
+            "anchors": head.info().anchors,
             "test_ece_at_temperature_1": uncalibrated_ece,
             "train_seconds": trained_s,
             "validation": validation,

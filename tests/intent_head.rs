@@ -83,4 +83,33 @@ fn learns_intents_rejects_out_of_scope_and_round_trips() {
         loaded.predict(&refs).expect("predicts"),
         head.predict(&refs).expect("predicts")
     );
+
+    head.keep_anchors(&train_set).expect("keeps anchors");
+    assert_eq!(head.info().anchors, 12, "the in-scope examples only");
+    let scores = head.scores(&refs).expect("scores");
+    for (score, (embedding, label)) in scores.iter().zip(&test_set) {
+        let nearest = train_set
+            .iter()
+            .filter(|(_, l)| l != OUT_OF_SCOPE)
+            .map(|(a, _)| {
+                let dot: f32 = a
+                    .as_slice()
+                    .iter()
+                    .zip(embedding.as_slice())
+                    .map(|(x, y)| x * y)
+                    .sum();
+                dot
+            })
+            .fold(f32::NEG_INFINITY, f32::max);
+        assert!(
+            (score.scope - score.confidence * nearest).abs() < 1e-4,
+            "{label}: scope {} is not confidence {} × nearest cosine {nearest}",
+            score.scope,
+            score.confidence
+        );
+    }
+    head.save(dir.path(), "anchored").expect("saves");
+    let loaded = IntentHead::load(dir.path(), "anchored").expect("loads");
+    assert_eq!(loaded.info().anchors, 12);
+    assert_eq!(loaded.scores(&refs).expect("scores"), scores);
 }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{IntentHead, OUT_OF_SCOPE};
+use super::{IntentHead, OUT_OF_SCOPE, Score};
 use crate::ai::{AiError, Embedding};
 
 /// Figures of a head on one labelled set; `oos_*` are `None` when the set has no
@@ -138,29 +138,22 @@ impl Metrics {
     }
 }
 
-fn scores(
-    head: &IntentHead,
-    examples: &[(Embedding, String)],
-) -> Result<Vec<(usize, f32)>, AiError> {
+fn scores(head: &IntentHead, examples: &[(Embedding, String)]) -> Result<Vec<Score>, AiError> {
     let refs: Vec<&Embedding> = examples.iter().map(|(e, _)| e).collect();
     head.scores(&refs)
 }
 
 /// The figures for precomputed scores at the head's current threshold.
-fn metrics_at(
-    head: &IntentHead,
-    scores: &[(usize, f32)],
-    examples: &[(Embedding, String)],
-) -> Metrics {
+fn metrics_at(head: &IntentHead, scores: &[Score], examples: &[(Embedding, String)]) -> Metrics {
     let predicted: Vec<&str> = scores
         .iter()
-        .map(|&(best, confidence)| head.accept(best, confidence).unwrap_or(OUT_OF_SCOPE))
+        .map(|&score| head.accept(score).unwrap_or(OUT_OF_SCOPE))
         .collect();
     let truth: Vec<&str> = examples.iter().map(|(_, l)| l.as_str()).collect();
     let calibration: Vec<(f32, bool)> = scores
         .iter()
         .zip(&truth)
-        .map(|(&(best, confidence), t)| (confidence, head.info().labels[best] == *t))
+        .map(|(score, t)| (score.confidence, head.info().labels[score.best] == *t))
         .collect();
     Metrics {
         ece: expected_calibration_error(&calibration),

@@ -1,7 +1,10 @@
 //! Intent classification with out-of-scope detection: a small candle-nn network over the
 //! sentence embedding, trained in seconds on a deployment's own examples. A text is out of
 //! scope when the head predicts the explicit out-of-scope label (if the training data has one)
-//! or when its confidence falls below a threshold chosen on validation data.
+//! or when its scope score falls below a threshold chosen on validation data. The scope score
+//! is the best label's probability, times, when the head keeps its in-scope training
+//! embeddings ("anchors"), the cosine of the nearest one: a text far from every example of
+//! every intent is out of scope even when the softmax is sure of its best guess.
 
 mod data;
 mod eval;
@@ -62,6 +65,18 @@ pub struct Prediction {
     pub confidence: f32,
 }
 
+/// How the head scores one text, before any threshold.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Score {
+    /// Index of the best label in [`HeadInfo::labels`].
+    pub best: usize,
+    /// Its softmax probability (calibrated by the temperature).
+    pub confidence: f32,
+    /// What the out-of-scope threshold is compared with: `confidence` times the cosine of the
+    /// nearest anchor, or `confidence` alone for a head without anchors.
+    pub scope: f32,
+}
+
 /// What is stored beside the weights: enough to check the head still fits its data.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HeadInfo {
@@ -76,6 +91,9 @@ pub struct HeadInfo {
     /// Softmax temperature fitted on held-out data so confidences are calibrated (1: none).
     #[serde(default = "no_temperature")]
     pub temperature: f32,
+    /// How many in-scope training embeddings the head keeps for its scope score (0: none).
+    #[serde(default)]
+    pub anchors: usize,
 }
 
 fn no_temperature() -> f32 {
@@ -88,7 +106,12 @@ pub struct IntentHead {
     varmap: VarMap,
     hidden: Linear,
     output: Linear,
+    /// In-scope training embeddings, one unit-length row each (see [`Score::scope`]).
+    anchors: Option<Tensor>,
 }
+
+/// The name of the anchors in the head's safetensors file.
+const ANCHORS: &str = "anchors";
 
 fn network(varmap: &VarMap, hidden: usize, labels: usize) -> Result<(Linear, Linear), AiError> {
     let vb = VarBuilder::from_varmap(varmap, DType::F32, &Device::Cpu);
@@ -174,13 +197,36 @@ impl IntentHead {
             options,
             validation: None,
             temperature: 1.0,
+            anchors: 0,
         };
         Ok(Self {
             info,
             varmap,
             hidden,
             output,
+            anchors: None,
         })
+    }
+
+    /// Keeps the in-scope examples' embeddings as anchors for the scope score. Worth it where
+    /// out-of-scope texts must be told apart (the threshold is then chosen with them);
+    /// a head that never refuses, such as sentiment's, has no use for them.
+    pub fn keep_anchors(&mut self, examples: &[(Embedding, String)]) -> Result<(), AiError> {
+        let in_scope: Vec<&Embedding> = examples
+            .iter()
+            .filter(|(_, l)| l != OUT_OF_SCOPE)
+            .map(|(e, _)| e)
+            .collect();
+        let flat: Vec<f32> = in_scope
+            .iter()
+            .flat_map(|e| e.as_slice())
+            .copied()
+            .collect();
+        let anchors = Tensor::from_vec(flat, (in_scope.len(), EMBEDDING_DIM), &Device::Cpu)
+            .map_err(candle)?;
+        self.info.anchors = in_scope.len();
+        self.anchors = (!in_scope.is_empty()).then_some(anchors);
+        Ok(())
     }
 
     pub fn info(&self) -> &HeadInfo {
@@ -227,8 +273,8 @@ impl IntentHead {
         self.softmax(embeddings)?.to_vec2().map_err(candle)
     }
 
-    /// The best label and its probability for each embedding, before any threshold.
-    pub fn scores(&self, embeddings: &[&Embedding]) -> Result<Vec<(usize, f32)>, AiError> {
+    /// Each embedding's best label, probability and scope score, before any threshold.
+    pub fn scores(&self, embeddings: &[&Embedding]) -> Result<Vec<Score>, AiError> {
         if embeddings.is_empty() {
             return Ok(Vec::new());
         }
@@ -236,7 +282,27 @@ impl IntentHead {
         let best = probs.argmax(D::Minus1).and_then(|b| b.to_vec1::<u32>());
         let top = probs.max(D::Minus1).and_then(|p| p.to_vec1::<f32>());
         let (best, top) = (best.map_err(candle)?, top.map_err(candle)?);
-        Ok(best.into_iter().map(|b| b as usize).zip(top).collect())
+        let nearest = match &self.anchors {
+            Some(anchors) => {
+                let x = matrix(embeddings).and_then(|x| (x / INPUT_SCALE).map_err(candle))?;
+                let cosines = x.matmul(&anchors.t().map_err(candle)?).map_err(candle)?;
+                cosines
+                    .max(D::Minus1)
+                    .and_then(|c| c.to_vec1::<f32>())
+                    .map_err(candle)?
+            }
+            None => vec![1.0; embeddings.len()],
+        };
+        Ok(best
+            .into_iter()
+            .zip(top)
+            .zip(nearest)
+            .map(|((best, confidence), cosine)| Score {
+                best: best as usize,
+                confidence,
+                scope: confidence * cosine.max(0.0),
+            })
+            .collect())
     }
 
     /// Predicts each embedding's intent, or out of scope.
@@ -244,29 +310,39 @@ impl IntentHead {
         Ok(self
             .scores(embeddings)?
             .into_iter()
-            .map(|(best, confidence)| Prediction {
-                intent: self.accept(best, confidence).map(str::to_owned),
-                confidence,
+            .map(|score| Prediction {
+                intent: self.accept(score).map(str::to_owned),
+                confidence: score.confidence,
             })
             .collect())
     }
 
     /// The label for a score, `None` for out of scope.
-    fn accept(&self, best: usize, confidence: f32) -> Option<&str> {
-        let label = self.info.labels[best].as_str();
-        (confidence >= self.info.threshold && label != OUT_OF_SCOPE).then_some(label)
+    fn accept(&self, score: Score) -> Option<&str> {
+        let label = self.info.labels[score.best].as_str();
+        (score.scope >= self.info.threshold && label != OUT_OF_SCOPE).then_some(label)
     }
 
-    /// Writes `NAME.safetensors` (the weights) and `NAME.json` (labels, threshold, data hash,
-    /// options, validation figures) into `dir`.
+    /// Writes `NAME.safetensors` (the weights and any anchors) and `NAME.json` (labels,
+    /// threshold, data hash, options, validation figures) into `dir`.
     pub fn save(&self, dir: &Path, name: &str) -> Result<(), AiError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| AiError::ModelIo { path, source }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        self.varmap
-            .save(dir.join(format!("{name}.safetensors")))
+        let mut tensors: std::collections::HashMap<String, Tensor> = self
+            .varmap
+            .data()
+            .lock()
+            .expect("no thread panics while holding the head's variables")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        if let Some(anchors) = &self.anchors {
+            tensors.insert(ANCHORS.to_owned(), anchors.clone());
+        }
+        candle_core::safetensors::save(&tensors, dir.join(format!("{name}.safetensors")))
             .map_err(candle)?;
         let sidecar = dir.join(format!("{name}.json"));
         let json = serde_json::to_string_pretty(&self.info)
@@ -285,16 +361,33 @@ impl IntentHead {
             path: sidecar,
             reason: e.to_string(),
         })?;
+        let weights = dir.join(format!("{name}.safetensors"));
         let mut varmap = VarMap::new();
         let (hidden, output) = network(&varmap, info.options.hidden, info.labels.len())?;
-        varmap
-            .load(dir.join(format!("{name}.safetensors")))
-            .map_err(candle)?;
+        varmap.load(&weights).map_err(candle)?;
+        let anchors = if info.anchors > 0 {
+            let mut tensors =
+                candle_core::safetensors::load(&weights, &Device::Cpu).map_err(candle)?;
+            let anchors = tensors
+                .remove(ANCHORS)
+                .filter(|a| a.dims() == [info.anchors, EMBEDDING_DIM])
+                .ok_or_else(|| AiError::InvalidModel {
+                    path: weights.clone(),
+                    reason: format!(
+                        "{} anchors of {EMBEDDING_DIM} values are missing",
+                        info.anchors
+                    ),
+                })?;
+            Some(anchors)
+        } else {
+            None
+        };
         Ok(Self {
             info,
             varmap,
             hidden,
             output,
+            anchors,
         })
     }
 }
