@@ -24,6 +24,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub db_pool_connections: IntGaugeVec,
+    pub sqlite_wal_pages: IntGauge,
+    pub sqlite_checkpoint_failures: IntCounter,
     pub build_info: IntGaugeVec,
     pub ai_stage_duration: HistogramVec,
     pub ai_overloads: IntCounter,
@@ -141,6 +143,22 @@ impl Metrics {
                         "Database pool connections by state.",
                     ),
                     &["state"],
+                )
+                .expect("valid metric"),
+            ),
+            sqlite_wal_pages: register(
+                r,
+                IntGauge::new(
+                    "switchboard_sqlite_wal_pages",
+                    "SQLite: the write-ahead log's length in 4 KiB pages at the last checkpoint.",
+                )
+                .expect("valid metric"),
+            ),
+            sqlite_checkpoint_failures: register(
+                r,
+                IntCounter::new(
+                    "switchboard_sqlite_checkpoint_failures_total",
+                    "SQLite: write-ahead log checkpoints that failed.",
                 )
                 .expect("valid metric"),
             ),

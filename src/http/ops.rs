@@ -34,6 +34,14 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     pool.with_label_values(&["idle"]).set(idle as i64);
     pool.with_label_values(&["in_use"])
         .set(i64::from(size) - idle as i64);
+    if let Some((pages, failures)) = state.chat.store().sqlite_log() {
+        state.metrics.sqlite_wal_pages.set(pages);
+        let counted = state.metrics.sqlite_checkpoint_failures.get();
+        state
+            .metrics
+            .sqlite_checkpoint_failures
+            .inc_by(failures.saturating_sub(counted));
+    }
     match state.chat.store().conversations_by_state().await {
         Ok(counts) => {
             for &s in ConversationState::ALL {

@@ -7,6 +7,8 @@
 //! the log over; should the log still outgrow [`WAL_LIMIT_PAGES`], a RESTART checkpoint waits
 //! for the writer and makes it start over.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::{AnyPool, AssertSqlSafe, Row};
@@ -17,8 +19,27 @@ const EVERY: Duration = Duration::from_millis(10);
 /// Log pages (4 KiB each) past which a checkpoint waits for the writer: 64 MiB.
 const WAL_LIMIT_PAGES: i64 = 16_384;
 
-/// Checkpoints until the pool closes.
-pub(super) fn spawn(pool: AnyPool) {
+/// What the checkpoints have seen, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct LogStats {
+    /// The log's length in 4 KiB pages at the last checkpoint.
+    pages: AtomicI64,
+    /// Checkpoints that failed.
+    failures: AtomicU64,
+}
+
+impl LogStats {
+    pub fn pages(&self) -> i64 {
+        self.pages.load(Ordering::Relaxed)
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
+
+/// Checkpoints until the pool closes, recording what it sees in `stats`.
+pub(super) fn spawn(pool: AnyPool, stats: Arc<LogStats>) {
     tokio::spawn(async move {
         let mut every = interval(EVERY);
         every.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -31,10 +52,13 @@ pub(super) fn spawn(pool: AnyPool) {
                 Ok(pages) if pages > WAL_LIMIT_PAGES => checkpoint(&pool, "RESTART").await,
                 other => other,
             };
-            if let Err(e) = result
-                && !pool.is_closed()
-            {
-                tracing::warn!(error = ?e, "WAL checkpoint failed");
+            match result {
+                Ok(pages) => stats.pages.store(pages, Ordering::Relaxed),
+                Err(e) if !pool.is_closed() => {
+                    stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = ?e, "WAL checkpoint failed");
+                }
+                Err(_) => {}
             }
         }
     });

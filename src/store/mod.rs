@@ -89,6 +89,8 @@ pub struct Store {
     appends: tokio::sync::mpsc::Sender<appender::AppendRequest>,
     /// In cluster mode, the replica whose writes this store announces (see `cluster.rs`).
     replica: Option<crate::cluster::ReplicaId>,
+    /// SQLite's write-ahead log as the checkpointer sees it; `None` on PostgreSQL.
+    log: Option<std::sync::Arc<checkpointer::LogStats>>,
 }
 
 impl Store {
@@ -132,16 +134,17 @@ impl Store {
                     })
                 })
         };
-        let (writer, reader) = match backend {
+        let (writer, reader, log) = match backend {
             Backend::Sqlite => {
                 let writer = options(1).connect(url).await?;
                 let reader = options(max_connections).connect(url).await?;
-                checkpointer::spawn(reader.clone());
-                (writer, reader)
+                let log = std::sync::Arc::default();
+                checkpointer::spawn(reader.clone(), std::sync::Arc::clone(&log));
+                (writer, reader, Some(log))
             }
             Backend::Postgres => {
                 let pool = options(max_connections).connect(url).await?;
-                (pool.clone(), pool)
+                (pool.clone(), pool, None)
             }
         };
         let (appends, queue) = tokio::sync::mpsc::channel(appender::QUEUE);
@@ -151,6 +154,7 @@ impl Store {
             backend,
             appends,
             replica,
+            log,
         };
         appender::spawn(store.clone(), queue);
         Ok(store)
@@ -194,6 +198,12 @@ impl Store {
         pools.iter().fold((0, 0), |(size, idle), p| {
             (size + p.size(), idle + p.num_idle())
         })
+    }
+
+    /// SQLite's write-ahead log: its length in 4 KiB pages at the last checkpoint, and how
+    /// many checkpoints failed. `None` on PostgreSQL.
+    pub fn sqlite_log(&self) -> Option<(i64, u64)> {
+        self.log.as_ref().map(|l| (l.pages(), l.failures()))
     }
 
     /// Closes every connection; used when the server stops.

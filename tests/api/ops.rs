@@ -49,6 +49,11 @@ async fn health_ready_metrics_and_openapi(backend: Backend) {
         "build info present"
     );
     assert!(
+        body.contains("switchboard_sqlite_checkpoint_failures_total 0")
+            && body.contains("switchboard_sqlite_wal_pages "),
+        "the write-ahead log's metrics: {body}"
+    );
+    assert!(
         !body.contains(app.port.to_string().as_str())
             || !body.contains("route=\"/api/v1/conversations/"),
         "no raw paths in labels"

@@ -32,6 +32,7 @@ fn text(s: &str) -> MessageText {
 async fn migrations_apply_once_and_report_ready(backend: Backend) {
     let (store, _db) = store(backend).await;
     assert!(store.is_ready().await);
+    assert_eq!(store.sqlite_log().is_some(), backend == Backend::Sqlite);
     store.migrate().await.expect("migrating twice is a no-op");
     assert!(store.is_ready().await);
 }
@@ -394,4 +395,7 @@ async fn sqlite_log_is_checkpointed_off_the_writer() {
         "about 450 KB of messages reached the database file ({before} → {} bytes) with the store open",
         size()
     );
+    let (pages, failures) = store.sqlite_log().expect("SQLite reports its log");
+    assert!(pages > 0, "the checkpoints saw the log's {pages} pages");
+    assert_eq!(failures, 0);
 }
