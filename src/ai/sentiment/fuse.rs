@@ -1,7 +1,9 @@
 //! The fusion of the embedding head and VADER: a multinomial logistic regression over the head's
 //! log-probabilities and VADER's four scores, fitted on examples the head did not train on (its
 //! probabilities on its own training data are over-confident, and would teach the fusion to
-//! ignore VADER).
+//! ignore VADER). The inputs are standardised on the fitting examples first: the head's
+//! log-probabilities spread over tens of units where VADER's scores stay within one, and
+//! without it one gradient step size cannot suit both.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,11 +38,17 @@ pub struct FitExample {
     pub weight: f64,
 }
 
-/// The fitted weights: one row of [`FEATURES`] per label, in [`LABELS`] order.
+/// The fitted weights: one row of [`FEATURES`] per label, in [`LABELS`] order, over the
+/// inputs standardised by `mean` and `scale` (one each per input but the bias).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fusion {
     pub weights: Vec<Vec<f32>>,
+    pub mean: Vec<f32>,
+    pub scale: Vec<f32>,
 }
+
+/// The smallest spread an input is divided by, for an input that hardly varies.
+const MIN_SCALE: f64 = 1e-3;
 
 fn features(head: &[f32; 3], vader: &VaderScores) -> [f32; FEATURES] {
     let ln = |p: f32| p.max(MIN_PROBABILITY).ln();
@@ -56,6 +64,15 @@ fn features(head: &[f32; 3], vader: &VaderScores) -> [f32; FEATURES] {
     ]
 }
 
+/// The inputs less their mean, over their spread; the bias stays 1.
+fn standardise(x: &[f64; FEATURES], mean: &[f64], scale: &[f64]) -> [f64; FEATURES] {
+    let mut z = [1.0; FEATURES];
+    for (i, zi) in z.iter_mut().take(FEATURES - 1).enumerate() {
+        *zi = (x[i] - mean[i]) / scale[i];
+    }
+    z
+}
+
 fn softmax(logits: [f64; 3]) -> [f64; 3] {
     let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let exp = logits.map(|z| (z - max).exp());
@@ -64,28 +81,44 @@ fn softmax(logits: [f64; 3]) -> [f64; 3] {
 }
 
 impl Fusion {
-    /// Full-batch gradient descent on the weighted cross-entropy, starting from "trust the
-    /// head" (identity on its log-probabilities, nothing from VADER) and held near it by a
-    /// small L2 penalty on the distance, so that what little data there is moves it only where
-    /// it has evidence. Deterministic.
+    /// Full-batch gradient descent on the weighted cross-entropy over standardised inputs,
+    /// starting from "trust the head" (the logits are its log-probabilities, nothing from
+    /// VADER) and held near it by a small L2 penalty on the distance, so that what little data
+    /// there is moves it only where it has evidence. Deterministic.
     pub fn fit(examples: &[FitExample]) -> Self {
         const STEPS: usize = 3000;
         const LEARNING_RATE: f64 = 0.5;
         const L2: f64 = 1e-4;
-        let mut prior = [[0.0f64; FEATURES]; 3];
-        for (k, row) in prior.iter_mut().enumerate() {
-            row[k] = 1.0;
-        }
-        let mut w = prior;
         let total: f64 = examples
             .iter()
             .map(|e| e.weight)
             .sum::<f64>()
             .max(f64::MIN_POSITIVE);
-        let rows: Vec<[f64; FEATURES]> = examples
+        let raw: Vec<[f64; FEATURES]> = examples
             .iter()
             .map(|e| features(&e.head, &e.vader).map(f64::from))
             .collect();
+        let mut mean = [0.0f64; FEATURES - 1];
+        let mut scale = [0.0f64; FEATURES - 1];
+        for (e, x) in examples.iter().zip(&raw) {
+            for (m, xi) in mean.iter_mut().zip(x) {
+                *m += e.weight * xi / total;
+            }
+        }
+        for (e, x) in examples.iter().zip(&raw) {
+            for ((s, m), xi) in scale.iter_mut().zip(&mean).zip(x) {
+                *s += e.weight * (xi - m).powi(2) / total;
+            }
+        }
+        let scale = scale.map(|v| v.sqrt().max(MIN_SCALE));
+        let rows: Vec<[f64; FEATURES]> =
+            raw.iter().map(|x| standardise(x, &mean, &scale)).collect();
+        let mut prior = [[0.0f64; FEATURES]; 3];
+        for (k, row) in prior.iter_mut().enumerate() {
+            row[k] = scale[k];
+            row[FEATURES - 1] = mean[k];
+        }
+        let mut w = prior;
         for _ in 0..STEPS {
             let mut grad = [[0.0f64; FEATURES]; 3];
             for (example, x) in examples.iter().zip(&rows) {
@@ -108,24 +141,34 @@ impl Fusion {
                 .iter()
                 .map(|row| row.iter().map(|&x| x as f32).collect())
                 .collect(),
+            mean: mean.iter().map(|&x| x as f32).collect(),
+            scale: scale.iter().map(|&x| x as f32).collect(),
         }
     }
 
     /// Whether the weights have the shape [`Self::probabilities`] needs.
     pub fn is_well_formed(&self) -> bool {
+        let finite = |v: &[f32]| v.iter().all(|w| w.is_finite());
         self.weights.len() == LABELS.len()
             && self
                 .weights
                 .iter()
-                .all(|row| row.len() == FEATURES && row.iter().all(|w| w.is_finite()))
+                .all(|row| row.len() == FEATURES && finite(row))
+            && self.mean.len() == FEATURES - 1
+            && finite(&self.mean)
+            && self.scale.len() == FEATURES - 1
+            && self.scale.iter().all(|s| s.is_finite() && *s > 0.0)
     }
 
     /// The fused probabilities of the three labels, in [`LABELS`] order.
     pub fn probabilities(&self, head: &[f32; 3], vader: &VaderScores) -> [f32; 3] {
-        let x = features(head, vader);
+        let raw = features(head, vader).map(f64::from);
+        let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
+        let (mean, scale) = (wide(&self.mean), wide(&self.scale));
+        let x = standardise(&raw, &mean, &scale);
         let mut logits = [0.0f64; 3];
         for (z, row) in logits.iter_mut().zip(&self.weights) {
-            *z = row.iter().zip(&x).map(|(a, b)| f64::from(a * b)).sum();
+            *z = row.iter().zip(&x).map(|(a, b)| f64::from(*a) * b).sum();
         }
         softmax(logits).map(|p| p as f32)
     }
@@ -202,10 +245,17 @@ mod tests {
         for (a, b) in p.iter().zip(head) {
             assert!((a - b).abs() < 1e-5, "{p:?}");
         }
-        let broken = Fusion {
+        assert!(fusion.is_well_formed());
+        let two_rows = Fusion {
             weights: vec![vec![0.0; FEATURES]; 2],
+            ..fusion.clone()
         };
-        assert!(!broken.is_well_formed());
+        assert!(!two_rows.is_well_formed());
+        let no_spread = Fusion {
+            scale: vec![0.0; FEATURES - 1],
+            ..fusion
+        };
+        assert!(!no_spread.is_well_formed());
     }
 
     #[test]
