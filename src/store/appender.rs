@@ -1,8 +1,9 @@
 //! Group commit for messages. Appends from every connection queue up for one task, which
 //! stores whatever has gathered (up to [`MAX_BATCH`]) in one transaction of two statements:
 //! one UPDATE gives each conversation its next `seq`, one INSERT stores the messages, both
-//! reading the batch from a JSON array so their SQL is the same whatever the batch's size. Callers (see `chat.rs`) keep at most one append per conversation in flight, so
-//! a batch names each conversation once; a batch that cannot go through whole (a resend
+//! reading the batch from a JSON array so their SQL is the same whatever the batch's size.
+//! Callers (see `chat.rs`) keep at most one append per conversation in flight, so a batch
+//! names each conversation once; a batch that cannot go through whole (a resend
 //! hitting the unique client id, a lock conflict) falls back to one transaction per message.
 //! In cluster mode the batch also locks its conversations in id order first (replicas'
 //! batches then never deadlock) and announces its messages before it commits.

@@ -124,14 +124,19 @@ fn candle(source: candle_core::Error) -> AiError {
     AiError::Head(Box::new(source))
 }
 
-fn matrix(embeddings: &[&Embedding]) -> Result<Tensor, AiError> {
+/// The embeddings as the rows of one matrix, as they are (unit length).
+fn rows(embeddings: &[&Embedding]) -> Result<Tensor, AiError> {
     let flat: Vec<f32> = embeddings
         .iter()
         .flat_map(|e| e.as_slice())
         .copied()
         .collect();
-    let x = Tensor::from_vec(flat, (embeddings.len(), EMBEDDING_DIM), &Device::Cpu);
-    x.and_then(|x| x * INPUT_SCALE).map_err(candle)
+    Tensor::from_vec(flat, (embeddings.len(), EMBEDDING_DIM), &Device::Cpu).map_err(candle)
+}
+
+/// The network's input: [`rows`] scaled by [`INPUT_SCALE`].
+fn matrix(embeddings: &[&Embedding]) -> Result<Tensor, AiError> {
+    (rows(embeddings)? * INPUT_SCALE).map_err(candle)
 }
 
 impl IntentHead {
@@ -217,15 +222,12 @@ impl IntentHead {
             .filter(|(_, l)| l != OUT_OF_SCOPE)
             .map(|(e, _)| e)
             .collect();
-        let flat: Vec<f32> = in_scope
-            .iter()
-            .flat_map(|e| e.as_slice())
-            .copied()
-            .collect();
-        let anchors = Tensor::from_vec(flat, (in_scope.len(), EMBEDDING_DIM), &Device::Cpu)
-            .map_err(candle)?;
         self.info.anchors = in_scope.len();
-        self.anchors = (!in_scope.is_empty()).then_some(anchors);
+        self.anchors = if in_scope.is_empty() {
+            None
+        } else {
+            Some(rows(&in_scope)?)
+        };
         Ok(())
     }
 
@@ -284,8 +286,9 @@ impl IntentHead {
         let (best, top) = (best.map_err(candle)?, top.map_err(candle)?);
         let nearest = match &self.anchors {
             Some(anchors) => {
-                let x = matrix(embeddings).and_then(|x| (x / INPUT_SCALE).map_err(candle))?;
-                let cosines = x.matmul(&anchors.t().map_err(candle)?).map_err(candle)?;
+                let cosines = rows(embeddings)?
+                    .matmul(&anchors.t().map_err(candle)?)
+                    .map_err(candle)?;
                 cosines
                     .max(D::Minus1)
                     .and_then(|c| c.to_vec1::<f32>())

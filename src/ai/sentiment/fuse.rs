@@ -65,10 +65,14 @@ fn features(head: &[f32; 3], vader: &VaderScores) -> [f32; FEATURES] {
 }
 
 /// The inputs less their mean, over their spread; the bias stays 1.
-fn standardise(x: &[f64; FEATURES], mean: &[f64], scale: &[f64]) -> [f64; FEATURES] {
+fn standardise<T: Copy + Into<f64>>(
+    x: &[f64; FEATURES],
+    mean: &[T],
+    scale: &[T],
+) -> [f64; FEATURES] {
     let mut z = [1.0; FEATURES];
     for (i, zi) in z.iter_mut().take(FEATURES - 1).enumerate() {
-        *zi = (x[i] - mean[i]) / scale[i];
+        *zi = (x[i] - mean[i].into()) / scale[i].into();
     }
     z
 }
@@ -163,9 +167,7 @@ impl Fusion {
     /// The fused probabilities of the three labels, in [`LABELS`] order.
     pub fn probabilities(&self, head: &[f32; 3], vader: &VaderScores) -> [f32; 3] {
         let raw = features(head, vader).map(f64::from);
-        let wide = |v: &[f32]| v.iter().map(|&x| f64::from(x)).collect::<Vec<_>>();
-        let (mean, scale) = (wide(&self.mean), wide(&self.scale));
-        let x = standardise(&raw, &mean, &scale);
+        let x = standardise(&raw, &self.mean, &self.scale);
         let mut logits = [0.0f64; 3];
         for (z, row) in logits.iter_mut().zip(&self.weights) {
             *z = row.iter().zip(&x).map(|(a, b)| f64::from(*a) * b).sum();
