@@ -267,6 +267,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.cards_removed,
                 report.unchanged
             );
+            println!(
+                "knowledge base revision {}: running servers apply it within {} s",
+                store.knowledge_revision().await?,
+                crate::knowledge::FOLLOW_EVERY.as_secs()
+            );
             Ok(())
         }
         Command::Train(TrainCommand::Sentiment(args)) => train_sentiment(args),

@@ -111,6 +111,12 @@ impl Application {
                 .map_err(|e| StartError::Store(e.into()))?;
             cluster::start(backplane, chat.clone(), metrics.clone()).await;
         }
+        if let Some(engine) = &engine {
+            tokio::spawn(crate::knowledge::follow(
+                chat.store().clone(),
+                engine.clone(),
+            ));
+        }
         let desk = Desk::new(chat.clone(), rules);
         let state = AppState {
             bot: engine.map(|e| Bot::new(e, chat.clone(), desk.clone(), metrics.clone())),

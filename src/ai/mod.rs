@@ -28,9 +28,9 @@ mod worker;
 
 pub use embedder::{EMBEDDING_DIM, Embedder, EmbedderOptions, Embedding};
 pub use engine::{
-    Analysis, ArticleUpdate, ConversationContext, Engine, EngineConfig, IntentGuess, LoadStats,
+    Analysis, ConversationContext, Engine, EngineConfig, IntentGuess, KnowledgeUpdate, LoadStats,
     Reply, ReplyKind, ResponderConfig, RetrievedPassage, Source, StageTimings, StoredEmbeddings,
-    SuggestedArticle, Suggestions, article_link, passages,
+    SuggestedArticle, Suggestions, UpdateTurn, article_link, passages,
 };
 pub use error::AiError;
 pub use worker::{EmbedHandle, WorkerConfig};

@@ -268,7 +268,7 @@ impl Bot {
                 ),
                 actions: vec![Action::Escalate {
                     priority: 1,
-                    skill: self.engine.intent_skill(intent).map(str::to_owned),
+                    skill: self.engine.intent_skill(intent),
                 }],
             });
         }
@@ -365,10 +365,7 @@ fn plan(firings: &[Firing], analysis: &Analysis, engine: &Engine) -> Option<(i64
         }
     }
     if let Some((_, skill @ None)) = &mut planned {
-        *skill = analysis
-            .intent()
-            .and_then(|i| engine.intent_skill(i))
-            .map(str::to_owned);
+        *skill = analysis.intent().and_then(|i| engine.intent_skill(i));
     }
     planned
 }

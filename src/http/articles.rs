@@ -7,23 +7,23 @@ use super::auth::Admin;
 use super::error::{ApiError, ErrorBody};
 use crate::ai::AiError;
 use crate::kb::Article;
-use crate::knowledge::{self, ArticleError, ArticleInput};
+use crate::knowledge::{self, ArticleInput, KnowledgeError};
 use crate::startup::AppState;
 
-impl From<ArticleError> for ApiError {
-    fn from(e: ArticleError) -> Self {
+impl From<KnowledgeError> for ApiError {
+    fn from(e: KnowledgeError) -> Self {
         match e {
-            ArticleError::Invalid(_) => ApiError::Invalid(e.to_string()),
-            ArticleError::Store(e) => e.into(),
-            ArticleError::Engine(AiError::Overloaded) => ApiError::Unavailable(
-                "the article is stored, but the AI engine is busy: send it again to apply it now",
+            KnowledgeError::Invalid(_) => ApiError::Invalid(e.to_string()),
+            KnowledgeError::Store(e) => e.into(),
+            KnowledgeError::Engine(AiError::Overloaded) => ApiError::Unavailable(
+                "the change is stored, but the AI engine is busy: it is applied within seconds",
             ),
-            ArticleError::Engine(e) => ApiError::Engine(e),
+            KnowledgeError::Engine(e) => ApiError::Engine(e),
         }
     }
 }
 
-fn engine(state: &AppState) -> Option<&std::sync::Arc<crate::ai::Engine>> {
+pub(super) fn engine(state: &AppState) -> Option<&std::sync::Arc<crate::ai::Engine>> {
     state.bot.as_ref().map(|bot| bot.engine())
 }
 

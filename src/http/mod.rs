@@ -9,6 +9,7 @@ mod auth;
 mod conversations;
 mod error;
 mod feedback;
+mod intents;
 mod ops;
 mod privacy;
 mod routing;
@@ -42,6 +43,7 @@ const MAX_JSON_BODY: usize = 64 * 1024;
         rules::list, rules::get_one, rules::create, rules::replace, rules::remove,
         feedback::list, analytics::summary, assist::suggestions,
         articles::list, articles::get_one, articles::replace, articles::remove,
+        intents::list, intents::get_one, intents::replace, intents::remove,
     ),
     modifiers(&BearerAuth),
     servers((url = "/api/v1"))
@@ -109,7 +111,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .service(articles::list)
             .service(articles::get_one)
             .service(articles::replace)
-            .service(articles::remove),
+            .service(articles::remove)
+            .service(intents::list)
+            .service(intents::get_one)
+            .service(intents::replace)
+            .service(intents::remove),
     );
 }
 

@@ -95,7 +95,7 @@ fn push_section(sections: &mut Vec<Section>, heading: &str, text: &str) {
 }
 
 /// An intent: what a visitor wants, with the utterances the classifier learns it from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Intent {
     pub name: String,
@@ -114,6 +114,35 @@ pub struct Intent {
     /// The agent skill that handles the conversation when it is escalated.
     #[serde(default)]
     pub skill: Option<String>,
+}
+
+impl Intent {
+    /// What breaks the rules an intent keeps on its own: examples to learn from, none blank,
+    /// and an article that exists (`has_article`). Empty when it is fine.
+    pub fn problems(&self, has_article: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.examples.is_empty() {
+            problems.push(format!("intent `{}` has no examples", self.name));
+        }
+        if self.examples.iter().any(|e| e.trim().is_empty()) {
+            problems.push(format!("intent `{}` has a blank example", self.name));
+        }
+        if let Some(article) = &self.article
+            && !has_article(article)
+        {
+            problems.push(format!(
+                "intent `{}` names article `{article}`, which does not exist",
+                self.name
+            ));
+        }
+        problems
+    }
+}
+
+/// Examples that differ only in case or surrounding spaces are the same example: one text
+/// may belong to one intent only.
+pub fn example_key(example: &str) -> String {
+    example.trim().to_lowercase()
 }
 
 /// A prompt card offered to the coach of a live session.
@@ -234,20 +263,9 @@ impl KnowledgeBase {
             if !intent_names.insert(intent.name.as_str()) {
                 problems.push(format!("intent `{}` is defined twice", intent.name));
             }
-            if intent.examples.is_empty() {
-                problems.push(format!("intent `{}` has no examples", intent.name));
-            }
-            if let Some(article) = &intent.article
-                && !article_ids.contains(article.as_str())
-            {
-                problems.push(format!(
-                    "intent `{}` names article `{article}`, which does not exist",
-                    intent.name
-                ));
-            }
+            problems.extend(intent.problems(|id| article_ids.contains(id)));
             for example in &intent.examples {
-                let key = example.trim().to_lowercase();
-                if let Some(owner) = example_owner.insert(key, &intent.name) {
+                if let Some(owner) = example_owner.insert(example_key(example), &intent.name) {
                     problems.push(format!(
                         "example \"{example}\" appears under `{owner}` and `{}`",
                         intent.name

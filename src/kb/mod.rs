@@ -6,4 +6,4 @@
 
 mod files;
 
-pub use files::{Article, CoachingCard, Intent, KbError, KnowledgeBase, Section};
+pub use files::{Article, CoachingCard, Intent, KbError, KnowledgeBase, Section, example_key};

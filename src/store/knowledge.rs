@@ -1,6 +1,8 @@
 //! The knowledge base in the database, its source of truth once imported: articles, intents
-//! and coaching cards, replaced by `switchboard kb import` in one transaction (added, changed and removed
-//! entries counted) and read back by the engine at start.
+//! and coaching cards, replaced by `switchboard kb import` in one transaction (added, changed
+//! and removed entries counted), or changed one entry at a time over the admin API. Every
+//! change also raises the knowledge base's revision in the same transaction, which each
+//! replica watches to bring its engine up to date.
 
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -75,27 +77,12 @@ impl Store {
         report.articles_removed = articles.removed;
         report.unchanged += articles.unchanged;
 
-        let current = self.intent_rows(&mut tx).await?;
+        let current = intent_rows(&mut tx).await?;
         for (done, intent) in kb.intents.iter().enumerate() {
             match current.iter().find(|i| i.name == intent.name) {
                 Some(old) if old == intent => report.unchanged += 1,
                 found => {
-                    sqlx::query(
-                        "INSERT INTO intents (name, description, examples, answer, article_id, escalate, skill, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                         ON CONFLICT (name) DO UPDATE SET description = $2, examples = $3, answer = $4, \
-                         article_id = $5, escalate = $6, skill = $7, updated_at = $8",
-                    )
-                    .bind(&intent.name)
-                    .bind(intent.description.clone())
-                    .bind(to_json(&intent.examples))
-                    .bind(intent.answer.clone())
-                    .bind(intent.article.clone())
-                    .bind(i64::from(intent.escalate))
-                    .bind(intent.skill.clone())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    upsert_intent(&mut tx, intent, now).await?;
                     if found.is_some() {
                         report.intents_updated += 1;
                     } else {
@@ -119,29 +106,27 @@ impl Store {
         report.cards_updated = cards.updated;
         report.cards_removed = cards.removed;
         report.unchanged += cards.unchanged;
+        let total_entries = kb.articles.len() + kb.intents.len() + kb.cards.len();
+        if report.unchanged < total_entries
+            || report.articles_removed + report.intents_removed + report.cards_removed > 0
+        {
+            bump_revision(&mut tx).await?;
+        }
         tx.commit().await?;
         Ok(report)
     }
 
-    async fn intent_rows(&self, conn: &mut sqlx::AnyConnection) -> Result<Vec<Intent>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, description, examples, answer, article_id, escalate, skill FROM intents ORDER BY name",
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Intent {
-                    name: row.try_get("name")?,
-                    description: row.try_get("description")?,
-                    examples: json_col(row, "examples")?,
-                    answer: row.try_get("answer")?,
-                    article: row.try_get("article_id")?,
-                    escalate: row.try_get::<i64, _>("escalate")? != 0,
-                    skill: row.try_get("skill")?,
-                })
-            })
-            .collect()
+    /// The knowledge base's revision: raised by every change, 0 before the first.
+    pub async fn knowledge_revision(&self) -> Result<i64, StoreError> {
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT value FROM server_settings WHERE key = $1")
+                .bind(REVISION_KEY)
+                .fetch_optional(&self.reader)
+                .await?;
+        value.map_or(Ok(0), |v| {
+            v.parse()
+                .map_err(|_| StoreError::Corrupt(format!("knowledge revision `{v}`")))
+        })
     }
 
     /// The stored knowledge base (articles and cards by id, intents by name), or
@@ -149,7 +134,7 @@ impl Store {
     pub async fn knowledge(&self) -> Result<Option<KnowledgeBase>, StoreError> {
         let articles = self.articles().await?;
         let mut conn = self.reader.acquire().await?;
-        let intents = self.intent_rows(&mut conn).await?;
+        let intents = intent_rows(&mut conn).await?;
         let cards = card_rows(&mut conn).await?;
         if articles.is_empty() && intents.is_empty() && cards.is_empty() {
             return Ok(None);
@@ -160,6 +145,66 @@ impl Store {
             cards,
         }))
     }
+}
+
+/// The `server_settings` key of the knowledge base's revision.
+const REVISION_KEY: &str = "knowledge_revision";
+
+/// Raises the knowledge base's revision, inside the transaction that changes it.
+async fn bump_revision(conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO server_settings (key, value) VALUES ($1, '1') \
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(server_settings.value AS BIGINT) + 1 AS TEXT)",
+    )
+    .bind(REVISION_KEY)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn intent_rows(conn: &mut sqlx::AnyConnection) -> Result<Vec<Intent>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT name, description, examples, answer, article_id, escalate, skill FROM intents ORDER BY name",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Intent {
+                name: row.try_get("name")?,
+                description: row.try_get("description")?,
+                examples: json_col(row, "examples")?,
+                answer: row.try_get("answer")?,
+                article: row.try_get("article_id")?,
+                escalate: row.try_get::<i64, _>("escalate")? != 0,
+                skill: row.try_get("skill")?,
+            })
+        })
+        .collect()
+}
+
+async fn upsert_intent(
+    conn: &mut sqlx::AnyConnection,
+    intent: &Intent,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO intents (name, description, examples, answer, article_id, escalate, skill, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (name) DO UPDATE SET description = $2, examples = $3, answer = $4, \
+         article_id = $5, escalate = $6, skill = $7, updated_at = $8",
+    )
+    .bind(&intent.name)
+    .bind(intent.description.clone())
+    .bind(to_json(&intent.examples))
+    .bind(intent.answer.clone())
+    .bind(intent.article.clone())
+    .bind(i64::from(intent.escalate))
+    .bind(intent.skill.clone())
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// What [`sync_by_hash`] did to one table.
@@ -337,19 +382,56 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
         upsert_article(&mut tx, article, &hash_of(article), now_ms()).await?;
+        bump_revision(&mut tx).await?;
         tx.commit().await?;
         Ok(existed.is_none())
     }
 
     /// Removes an article; intents that linked to it keep their examples and lose the link.
     pub async fn delete_article(&self, id: &str) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query("DELETE FROM knowledge_articles WHERE id = $1")
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("article"));
         }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every stored intent, by name.
+    pub async fn intents(&self) -> Result<Vec<Intent>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        intent_rows(&mut conn).await
+    }
+
+    /// Stores `intent` under its name, replacing what was there; true when it is new.
+    pub async fn put_intent(&self, intent: &Intent) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let existed: Option<(String,)> = sqlx::query_as("SELECT name FROM intents WHERE name = $1")
+            .bind(&intent.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        upsert_intent(&mut tx, intent, now_ms()).await?;
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
+        Ok(existed.is_none())
+    }
+
+    pub async fn delete_intent(&self, name: &str) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let done = sqlx::query("DELETE FROM intents WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("intent"));
+        }
+        bump_revision(&mut tx).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

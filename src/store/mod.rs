@@ -211,6 +211,11 @@ impl Store {
         self.writer.close().await;
         self.reader.close().await;
     }
+
+    /// Whether [`Self::close`] was called: background tasks stop then.
+    pub fn is_closed(&self) -> bool {
+        self.writer.is_closed()
+    }
 }
 
 fn ensure_sqlite_folder(url: &str) -> Result<(), StoreError> {

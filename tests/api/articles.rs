@@ -35,23 +35,16 @@ async fn stored_embeddings(app: &TestApp) -> usize {
 }
 
 async fn top_passage(app: &TestApp, question: &str) -> String {
-    let bot = app.state.bot.as_ref().expect("the bot is on");
-    let analysis = bot.engine().analyze(question).await.expect("analysed");
+    let analysis = app.engine().analyze(question).await.expect("analysed");
     analysis.passages[0].id.clone()
 }
 
 async fn articles_change_the_running_engine(backend: Backend) {
-    let index = tempfile::tempdir().expect("a folder for the index");
-    let app = spawn_bot_app_with_own_engine(backend, &index.path().join("index")).await;
+    let dir = tempfile::tempdir().expect("a folder for the index");
+    let app = spawn_bot_app_with_own_engine(backend, dir.path()).await;
     let (_, admin) = app.agent("Root", AgentRole::Admin).await;
     let (_, agent) = app.agent("Ann", AgentRole::Agent).await;
-    let engine = app
-        .state
-        .bot
-        .as_ref()
-        .expect("the bot is on")
-        .engine()
-        .clone();
+    let engine = app.engine();
 
     assert_eq!(app.get("/api/v1/articles", None).await.status(), 401);
     assert_eq!(

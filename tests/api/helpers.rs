@@ -134,15 +134,14 @@ pub async fn spawn_bot_app(backend: Backend) -> TestApp {
 }
 
 /// A server with the bot on and an engine of its own, loaded from this test's database, with
-/// the search index in `index_dir`: for tests that change the engine's knowledge base.
-pub async fn spawn_bot_app_with_own_engine(
-    backend: Backend,
-    index_dir: &std::path::Path,
-) -> TestApp {
+/// the search index and the intent head's cache under `dir`: for tests that change the
+/// engine's knowledge base.
+pub async fn spawn_bot_app_with_own_engine(backend: Backend, dir: &std::path::Path) -> TestApp {
     let db = TestDatabase::new(backend).await;
     let mut settings = test_settings(&db.url);
     settings.ai.enabled = true;
-    settings.ai.index_dir = index_dir.to_owned();
+    settings.ai.index_dir = dir.join("index");
+    settings.ai.cache_dir = dir.join("cache");
     let engine = switchboard::startup::load_engine(&settings)
         .await
         .expect("the AI engine loads");
@@ -222,6 +221,12 @@ impl TestApp {
     pub async fn restart(self) -> TestApp {
         self.handle.stop(true).await;
         start(self.db, self.settings).await
+    }
+
+    /// The bot's engine, for a test that asks it directly what it understands.
+    pub fn engine(&self) -> Arc<Engine> {
+        let bot = self.state.bot.as_ref().expect("the bot is on");
+        bot.engine().clone()
     }
 
     pub fn ws_url(&self, path: &str) -> String {

@@ -35,6 +35,8 @@ async fn importing_matches_the_folder_and_reports_changes(backend: Backend) {
     let app = spawn_app(backend).await;
     let store = app.state.chat.store();
     assert_eq!(store.knowledge().await.expect("reads"), None);
+    let revision = async || store.knowledge_revision().await.expect("a revision");
+    assert_eq!(revision().await, 0, "nothing imported yet");
 
     let kb = shipped();
     let mut seen = Vec::new();
@@ -63,6 +65,7 @@ async fn importing_matches_the_folder_and_reports_changes(backend: Backend) {
     );
     let stored = store.knowledge().await.expect("reads").expect("imported");
     assert_eq!(by_name(stored), by_name(kb.clone()));
+    assert_eq!(revision().await, 1, "the import raised the revision");
 
     let again = store
         .import_knowledge(&kb, |_, _| {})
@@ -76,6 +79,7 @@ async fn importing_matches_the_folder_and_reports_changes(backend: Backend) {
         },
         "an unchanged folder changes nothing"
     );
+    assert_eq!(revision().await, 1, "nor the revision");
 
     let mut edited = kb.clone();
     edited.articles[0].title.push_str(" (updated)");
@@ -105,6 +109,7 @@ async fn importing_matches_the_folder_and_reports_changes(backend: Backend) {
     assert!(stored.intent(&dropped).is_none());
     assert!(stored.cards.iter().all(|c| c.id != card_gone));
     assert_eq!(by_name(stored), by_name(edited));
+    assert_eq!(revision().await, 2);
 }
 
 async fn the_cli_imports_a_folder(backend: Backend) {
@@ -129,7 +134,8 @@ async fn the_cli_imports_a_folder(backend: Backend) {
     assert!(
         stdout.contains(&format!("articles: {} added", kb.articles.len()))
             && stdout.contains(&format!("intents: {} added", kb.intents.len()))
-            && stdout.contains(&format!("coaching cards: {} added", kb.cards.len())),
+            && stdout.contains(&format!("coaching cards: {} added", kb.cards.len()))
+            && stdout.contains("knowledge base revision 1: running servers apply it"),
         "{stdout}"
     );
 

@@ -10,6 +10,7 @@ mod bot;
 mod cluster;
 mod drain;
 mod feedback;
+mod intents;
 mod knowledge;
 mod ops;
 mod privacy;

@@ -1,9 +1,10 @@
 //! The engine the conversations use: one `analyze` per visitor message (embedding, intent
 //! with out-of-scope, sentiment, entities, retrieval hits) and one `respond` that turns an
-//! analysis into the bot's reply. Built once at start from the models and the knowledge base;
-//! what is derived from the knowledge base is kept: the intent head cached on disk under a hash
-//! of its input, the passages' embeddings handed in and out by key (the caller stores them in
-//! the database), so a restart on unchanged content trains and embeds nothing.
+//! analysis into the bot's reply. Built at start from the models and the knowledge base, and
+//! brought up to date with it while running (`live.rs`). What is derived from the knowledge
+//! base is kept: the intent head cached on disk under a hash of its input, the passages'
+//! embeddings handed in and out by key (the caller stores them in the database), so a restart
+//! on unchanged content trains and embeds nothing.
 
 mod cache;
 mod live;
@@ -16,19 +17,21 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-pub use self::live::ArticleUpdate;
+pub use self::live::{KnowledgeUpdate, UpdateTurn};
 pub use self::passages::{FreshEmbeddings, StoredEmbeddings, passages};
 pub use self::responder::{ConversationContext, Reply, ReplyKind, ResponderConfig, Source};
 use super::entities::{Entity, EntityConfig, EntityExtractor, Gazetteer};
 use super::intent::{
-    IntentHead, LabelledText, TrainOptions, data_hash, embed_examples, train_calibrated,
+    Calibration, IntentHead, LabelledText, TrainOptions, data_hash, embed_examples,
+    train_calibrated,
 };
 use super::retrieval::{Fusion, IndexSync, Retriever};
 use super::sentiment::{Sentiment, SentimentScore};
-use super::{AiError, EmbedHandle, Embedder, EmbedderOptions, WorkerConfig};
-use crate::kb::KnowledgeBase;
+use super::{AiError, EmbedHandle, Embedder, EmbedderOptions, Embedding, WorkerConfig};
+use crate::kb::{Intent, KnowledgeBase};
 
 /// Passages returned with an analysis.
 const HITS: usize = 5;
@@ -127,19 +130,16 @@ pub struct Suggestions {
 /// The loaded engine. Share it behind an `Arc`.
 pub struct Engine {
     embed: EmbedHandle,
-    intents: IntentHead,
     threshold: f32,
     sentiment: Sentiment,
-    entities: EntityExtractor,
-    /// The articles' part: swapped whole when an article changes (`live.rs`), so a search
-    /// holds one version from start to end, and the lock only guards the swap.
-    corpus: RwLock<Arc<Corpus>>,
-    /// Article changes are applied one at a time, each on the version the last one left.
+    /// What is derived from the knowledge base: swapped whole when it changes (`live.rs`), so
+    /// an analysis holds one version from start to end, and the lock only guards the swap.
+    content: RwLock<Arc<Content>>,
+    /// Knowledge-base changes are applied one at a time, each on the version the last one left.
     updating: tokio::sync::Mutex<()>,
     fusion: Fusion,
     index_dir: Option<PathBuf>,
-    /// The knowledge base's intents by name (they change only with a restart).
-    intent_info: HashMap<String, crate::kb::Intent>,
+    cache_dir: PathBuf,
     permits: Arc<Semaphore>,
     responder: ResponderConfig,
     stats: LoadStats,
@@ -153,18 +153,113 @@ pub struct LoadStats {
     pub embedded: usize,
 }
 
-/// The retriever and what the responder needs of the knowledge base, in one version.
-struct Corpus {
+/// Everything the engine derives from one version of the knowledge base.
+struct Content {
+    /// [`fingerprint`] of the articles and intents it was derived from.
+    fingerprint: String,
+    intents: Arc<IntentHead>,
+    /// Embeddings of the intents' examples by text, where known (not when the head came from
+    /// the cache): retraining embeds only the examples missing here.
+    examples: Arc<HashMap<String, Embedding>>,
+    /// Patterns, plus the articles' tags as the `topic` gazetteer.
+    entities: EntityExtractor,
     retriever: Retriever,
     knowledge: Knowledge,
 }
 
 /// What the responder needs of the knowledge base.
-#[derive(Clone)]
 struct Knowledge {
-    intents: HashMap<String, crate::kb::Intent>,
+    intents: HashMap<String, Intent>,
     /// Article id → (title, link).
     articles: HashMap<String, (String, String)>,
+}
+
+impl Knowledge {
+    fn of(kb: &KnowledgeBase) -> Self {
+        Self {
+            intents: kb
+                .intents
+                .iter()
+                .map(|i| (i.name.clone(), i.clone()))
+                .collect(),
+            articles: kb
+                .articles
+                .iter()
+                .map(|a| (a.id.clone(), (a.title.clone(), article_link(&a.id))))
+                .collect(),
+        }
+    }
+}
+
+/// The knowledge base in a canonical order (articles by id, intents by name), so the same
+/// content read from a folder or from the database trains and fingerprints the same.
+fn canonical(kb: &KnowledgeBase) -> KnowledgeBase {
+    let mut kb = KnowledgeBase {
+        articles: kb.articles.clone(),
+        intents: kb.intents.clone(),
+        cards: Vec::new(),
+    };
+    kb.articles.sort_by(|a, b| a.id.cmp(&b.id));
+    kb.intents.sort_by(|a, b| a.name.cmp(&b.name));
+    kb
+}
+
+/// A hash of what the engine uses of a canonical knowledge base: its articles and intents.
+fn fingerprint(kb: &KnowledgeBase) -> String {
+    let json =
+        serde_json::to_vec(&(&kb.articles, &kb.intents)).expect("articles and intents serialise");
+    Sha256::digest(json)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The intent head's training data: every example with its intent's name.
+fn labelled_examples(kb: &KnowledgeBase) -> Vec<LabelledText> {
+    kb.intent_examples()
+        .into_iter()
+        .map(|(text, label)| LabelledText { text, label })
+        .collect()
+}
+
+/// The entity extractor for a knowledge base: the default patterns, and the articles' tags as
+/// the `topic` gazetteer.
+fn entity_extractor(kb: &KnowledgeBase) -> Result<EntityExtractor, AiError> {
+    EntityExtractor::new(&EntityConfig {
+        gazetteers: vec![Gazetteer {
+            name: "topic".into(),
+            entries: kb
+                .articles
+                .iter()
+                .flat_map(|a| a.tags.iter().cloned())
+                .collect(),
+        }],
+        ..EntityConfig::default()
+    })
+}
+
+/// Trains the head on embedded examples (calibrated on a held-out fifth), logs how it went and
+/// caches it under `cache_dir`.
+fn train_head(
+    cache_dir: &std::path::Path,
+    embedded: &[(Embedding, String)],
+    hash: String,
+) -> Result<IntentHead, AiError> {
+    let started = Instant::now();
+    let (head, calibration): (IntentHead, Calibration) =
+        train_calibrated(embedded, hash, TrainOptions::default())?;
+    tracing::info!(
+        intents = head.info().labels.len(),
+        examples = embedded.len(),
+        secs = started.elapsed().as_secs_f64(),
+        temperature = calibration.temperature,
+        held_out_accuracy = calibration.after.accuracy,
+        ece_before = calibration.before.ece,
+        ece_after = calibration.after.ece,
+        "trained the intent head on the knowledge base"
+    );
+    cache::keep("intent head", cache::save_head(cache_dir, &head));
+    Ok(head)
 }
 
 /// The link an answer gives for an article.
@@ -191,38 +286,29 @@ impl Engine {
         };
         let embedder = Embedder::load(config.models_dir.join("minilm"), options)?;
         let sentiment = Sentiment::load(config.models_dir.join("sentiment"))?;
+        let kb = canonical(kb);
 
-        let examples: Vec<LabelledText> = kb
-            .intent_examples()
-            .into_iter()
-            .map(|(text, label)| LabelledText { text, label })
-            .collect();
-        let hash = data_hash(&examples);
-        let intents = match cache::load_head(&config.cache_dir, &hash) {
-            Some(head) => head,
+        let labelled = labelled_examples(&kb);
+        let hash = data_hash(&labelled);
+        let (intents, examples) = match cache::load_head(&config.cache_dir, &hash) {
+            Some(head) => (head, HashMap::new()),
             None => {
-                let started = Instant::now();
-                let embedded = embed_examples(&embedder, &examples)?;
-                let (head, calibration) =
-                    train_calibrated(&embedded, hash, TrainOptions::default())?;
-                tracing::info!(
-                    intents = head.info().labels.len(),
-                    examples = examples.len(),
-                    secs = started.elapsed().as_secs_f64(),
-                    temperature = calibration.temperature,
-                    held_out_accuracy = calibration.after.accuracy,
-                    ece_before = calibration.before.ece,
-                    ece_after = calibration.after.ece,
-                    "trained the intent head on the knowledge base"
-                );
-                cache::keep("intent head", cache::save_head(&config.cache_dir, &head));
-                head
+                let embedded = embed_examples(&embedder, &labelled)?;
+                let head = train_head(&config.cache_dir, &embedded, hash)?;
+                let examples = labelled
+                    .into_iter()
+                    .zip(embedded)
+                    .map(|(example, (embedding, _))| (example.text, embedding))
+                    .collect();
+                (head, examples)
             }
         };
 
-        let passages = passages(kb);
-        let (embeddings, fresh) =
-            passages::embeddings_for(&passages, stored, |texts| embedder.embed_all(texts))?;
+        let passages = passages(&kb);
+        let missing = passages::missing(&passages, stored);
+        let texts: Vec<String> = missing.iter().map(|(_, text)| text.clone()).collect();
+        let fresh = passages::computed(missing, embedder.embed_all(&texts)?)?;
+        let embeddings = passages::assemble(&passages, stored, &fresh)?;
         let stats = LoadStats {
             passages: passages.len(),
             embedded: fresh.len(),
@@ -234,43 +320,23 @@ impl Engine {
             config.index_dir.as_deref(),
         )?;
 
-        let entities = EntityExtractor::new(&EntityConfig {
-            gazetteers: vec![Gazetteer {
-                name: "topic".into(),
-                entries: kb
-                    .articles
-                    .iter()
-                    .flat_map(|a| a.tags.iter().cloned())
-                    .collect(),
-            }],
-            ..EntityConfig::default()
-        })?;
-        let knowledge = Knowledge {
-            intents: kb
-                .intents
-                .iter()
-                .map(|i| (i.name.clone(), i.clone()))
-                .collect(),
-            articles: kb
-                .articles
-                .iter()
-                .map(|a| (a.id.clone(), (a.title.clone(), article_link(&a.id))))
-                .collect(),
+        let content = Content {
+            fingerprint: fingerprint(&kb),
+            intents: Arc::new(intents),
+            examples: Arc::new(examples),
+            entities: entity_extractor(&kb)?,
+            retriever,
+            knowledge: Knowledge::of(&kb),
         };
         let engine = Self {
             embed: EmbedHandle::spawn(embedder, config.worker.clone())?,
-            intents,
             threshold: config.intent_threshold,
             sentiment,
-            entities,
-            intent_info: knowledge.intents.clone(),
-            corpus: RwLock::new(Arc::new(Corpus {
-                retriever,
-                knowledge,
-            })),
+            content: RwLock::new(Arc::new(content)),
             updating: tokio::sync::Mutex::new(()),
             fusion: config.fusion,
             index_dir: config.index_dir.clone(),
+            cache_dir: config.cache_dir.clone(),
             permits: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             responder: config.responder.clone(),
             stats,
@@ -283,16 +349,16 @@ impl Engine {
         self.stats
     }
 
-    /// What the last build of the search index (at load, or for an article change) wrote.
+    /// What the last build of the search index (at load, or for a change) wrote.
     pub fn index_sync(&self) -> IndexSync {
-        self.corpus().retriever.index_sync()
+        self.content().retriever.index_sync()
     }
 
-    /// The current version of the articles' part. A poisoned lock still holds a whole
-    /// version: the only write is one pointer assignment.
-    fn corpus(&self) -> Arc<Corpus> {
-        match self.corpus.read() {
-            Ok(corpus) => Arc::clone(&corpus),
+    /// The current version of what is derived from the knowledge base. A poisoned lock still
+    /// holds a whole version: the only write is one pointer assignment.
+    fn content(&self) -> Arc<Content> {
+        match self.content.read() {
+            Ok(content) => Arc::clone(&content),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
@@ -323,13 +389,14 @@ impl Engine {
     /// millisecond.
     fn understand(&self, text: &str, embedding: &super::Embedding) -> Result<Analysis, AiError> {
         let mut timings = StageTimings::default();
+        let content = self.content();
         let t = Instant::now();
-        let probabilities = self
+        let probabilities = content
             .intents
             .probabilities(&[embedding])?
             .pop()
             .unwrap_or_default();
-        let labels = &self.intents.info().labels;
+        let labels = &content.intents.info().labels;
         let mut ranked: Vec<(usize, f32)> = probabilities.into_iter().enumerate().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
         let (best, confidence) = ranked.first().copied().unwrap_or((0, 0.0));
@@ -347,17 +414,18 @@ impl Engine {
         timings.sentiment_ms = ms(t);
 
         let t = Instant::now();
-        let entities = self.entities.extract(text, chrono::Utc::now().naive_utc());
+        let entities = content
+            .entities
+            .extract(text, chrono::Utc::now().naive_utc());
         timings.entities_ms = ms(t);
 
         let t = Instant::now();
-        let corpus = self.corpus();
-        let passages = corpus
+        let passages = content
             .retriever
             .search(text, embedding, HITS)?
             .into_iter()
             .map(|hit| {
-                let p = corpus.retriever.passage(hit.passage);
+                let p = content.retriever.passage(hit.passage);
                 RetrievedPassage {
                     id: p.id.clone(),
                     title: p.title.clone(),
@@ -380,16 +448,21 @@ impl Engine {
 
     /// The bot's reply to an analysed message.
     pub fn respond(&self, analysis: &Analysis, context: &ConversationContext) -> Reply {
-        responder::respond(&self.responder, &self.corpus().knowledge, analysis, context)
+        responder::respond(
+            &self.responder,
+            &self.content().knowledge,
+            analysis,
+            context,
+        )
     }
 
     /// Replies and articles for an agent answering this message (agent assist).
     pub fn suggest(&self, analysis: &Analysis) -> Suggestions {
-        let corpus = self.corpus();
+        let content = self.content();
         let mut articles: Vec<SuggestedArticle> = Vec::new();
         for p in &analysis.passages {
             let article = p.id.split('#').next().unwrap_or(&p.id);
-            let Some((title, link)) = corpus.knowledge.articles.get(article) else {
+            let Some((title, link)) = content.knowledge.articles.get(article) else {
                 continue;
             };
             if articles.iter().any(|a| &a.link == link) {
@@ -402,19 +475,23 @@ impl Engine {
             });
         }
         Suggestions {
-            replies: responder::suggest(&self.responder, &corpus.knowledge, analysis),
+            replies: responder::suggest(&self.responder, &content.knowledge, analysis),
             articles,
         }
     }
 
     /// Skill that handles an intent, from the knowledge base.
-    pub fn intent_skill(&self, intent: &str) -> Option<&str> {
-        self.intent_info.get(intent)?.skill.as_deref()
+    pub fn intent_skill(&self, intent: &str) -> Option<String> {
+        self.content().knowledge.intents.get(intent)?.skill.clone()
     }
 
     /// Whether the knowledge base marks an intent as one a human must handle.
     pub fn intent_escalates(&self, intent: &str) -> bool {
-        self.intent_info.get(intent).is_some_and(|i| i.escalate)
+        self.content()
+            .knowledge
+            .intents
+            .get(intent)
+            .is_some_and(|i| i.escalate)
     }
 }
 

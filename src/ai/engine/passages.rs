@@ -43,45 +43,56 @@ pub(super) fn article_passages(article: &Article) -> Vec<Passage> {
         .collect()
 }
 
-/// The embeddings of `passages`, in their order: stored ones reused, the rest computed by
-/// `embed` (each distinct text once). Also returns what was computed, by key, to be stored.
-pub(super) fn embeddings_for(
+/// `(key, text)` of each passage whose embedding is not in `known`, each distinct key once:
+/// what has to be embedded.
+pub(super) fn missing(
     passages: &[Passage],
-    stored: &StoredEmbeddings,
-    embed: impl FnOnce(&[String]) -> Result<Vec<Embedding>, AiError>,
-) -> Result<(Vec<Embedding>, FreshEmbeddings), AiError> {
-    let keys: Vec<String> = passages.iter().map(Passage::embedding_key).collect();
+    known: &HashMap<String, Embedding>,
+) -> Vec<(String, String)> {
     let mut seen = HashSet::new();
-    let missing: Vec<usize> = (0..passages.len())
-        .filter(|&i| !stored.contains_key(&keys[i]) && seen.insert(keys[i].as_str()))
-        .collect();
-    let texts: Vec<String> = missing
+    passages
         .iter()
-        .map(|&i| passages[i].embedding_text())
-        .collect();
-    let computed = embed(&texts)?;
-    if computed.len() != texts.len() {
+        .map(|p| (p.embedding_key(), p))
+        .filter(|(key, _)| !known.contains_key(key) && seen.insert(key.clone()))
+        .map(|(key, p)| (key, p.embedding_text()))
+        .collect()
+}
+
+/// Pairs the [`missing`] passages' keys with the embeddings computed for their texts.
+pub(super) fn computed(
+    missing: Vec<(String, String)>,
+    embeddings: Vec<Embedding>,
+) -> Result<FreshEmbeddings, AiError> {
+    if embeddings.len() != missing.len() {
         return Err(AiError::InvalidInput(format!(
             "{} texts but {} embeddings",
-            texts.len(),
-            computed.len()
+            missing.len(),
+            embeddings.len()
         )));
     }
-    let fresh: FreshEmbeddings = missing
-        .iter()
-        .map(|&i| keys[i].clone())
-        .zip(computed)
-        .collect();
+    Ok(missing
+        .into_iter()
+        .map(|(key, _)| key)
+        .zip(embeddings)
+        .collect())
+}
+
+/// The embeddings of `passages`, in their order, from those `known` before and those `fresh`.
+pub(super) fn assemble(
+    passages: &[Passage],
+    known: &HashMap<String, Embedding>,
+    fresh: &FreshEmbeddings,
+) -> Result<Vec<Embedding>, AiError> {
     let new: HashMap<&str, &Embedding> = fresh.iter().map(|(k, e)| (k.as_str(), e)).collect();
-    let embeddings = keys
+    passages
         .iter()
-        .map(|key| {
-            stored
-                .get(key)
+        .map(|p| {
+            let key = p.embedding_key();
+            known
+                .get(&key)
                 .or_else(|| new.get(key.as_str()).copied())
                 .cloned()
                 .ok_or_else(|| AiError::InvalidInput(format!("no embedding for passage {key}")))
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((embeddings, fresh))
+        .collect()
 }
