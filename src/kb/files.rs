@@ -231,10 +231,13 @@ impl KnowledgeBase {
         Ok(kb)
     }
 
-    /// `(text, intent name)` for every example utterance: the classifier's training data.
+    /// `(text, intent name)` for every example utterance, intents by name: the classifier's
+    /// training data, the same for the same content wherever it was read from.
     pub fn intent_examples(&self) -> Vec<(String, String)> {
-        self.intents
-            .iter()
+        let mut intents: Vec<&Intent> = self.intents.iter().collect();
+        intents.sort_by(|a, b| a.name.cmp(&b.name));
+        intents
+            .into_iter()
             .flat_map(|i| i.examples.iter().map(|e| (e.clone(), i.name.clone())))
             .collect()
     }

@@ -1,5 +1,6 @@
 //! Labelled examples: `text,label` CSV files, as the datasets and `switchboard train` use.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -55,6 +56,27 @@ pub fn data_hash(examples: &[LabelledText]) -> String {
         .collect()
 }
 
+/// Items with their labels.
+pub type Labelled<T> = Vec<(T, String)>;
+
+/// Splits labelled items four to one for calibration: every fifth item of each label is held
+/// out, so the split is the same whatever order the labels come in. Returns (fit, held out).
+pub fn every_fifth_of_each_label<T: Clone>(items: &[(T, String)]) -> (Labelled<T>, Labelled<T>) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut fit = Vec::with_capacity(items.len());
+    let mut held = Vec::with_capacity(items.len() / 5 + 1);
+    for item in items {
+        let count = seen.entry(item.1.as_str()).or_default();
+        *count += 1;
+        if count.is_multiple_of(5) {
+            held.push(item.clone());
+        } else {
+            fit.push(item.clone());
+        }
+    }
+    (fit, held)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +95,25 @@ mod tests {
         changed[1].label = "greeting".into();
         assert_ne!(data_hash(&rows), data_hash(&changed));
         assert_eq!(data_hash(&rows), data_hash(&rows.clone()));
+    }
+
+    #[test]
+    fn every_fifth_example_of_each_label_is_held_out_in_any_order() {
+        let labelled = |label: &str, n: usize| -> Vec<(usize, String)> {
+            (1..=n).map(|i| (i, label.to_owned())).collect()
+        };
+        let a_then_b = [labelled("a", 12), labelled("b", 7)].concat();
+        let b_then_a = [labelled("b", 7), labelled("a", 12)].concat();
+        let (fit, held) = every_fifth_of_each_label(&a_then_b);
+        assert_eq!(
+            held,
+            vec![(5, "a".into()), (10, "a".into()), (5, "b".into())]
+        );
+        assert_eq!(fit.len() + held.len(), 19);
+        let (_, other) = every_fifth_of_each_label(&b_then_a);
+        let mut other = other;
+        other.sort_by(|x, y| x.1.cmp(&y.1).then(x.0.cmp(&y.0)));
+        assert_eq!(other, held);
     }
 
     #[test]

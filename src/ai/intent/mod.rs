@@ -9,12 +9,14 @@
 mod data;
 mod eval;
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{Linear, Module, Optimizer, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
+use self::data::every_fifth_of_each_label;
 pub use self::data::{LabelledText, data_hash, read_labelled_csv};
 pub use self::eval::{Metrics, calibrate, choose_threshold, evaluate};
 use super::{AiError, EMBEDDING_DIM, Embedder, Embedding};
@@ -334,7 +336,7 @@ impl IntentHead {
             move |source| AiError::ModelIo { path, source }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let mut tensors: std::collections::HashMap<String, Tensor> = self
+        let mut tensors: HashMap<String, Tensor> = self
             .varmap
             .data()
             .lock()
@@ -405,16 +407,15 @@ pub struct Calibration {
 }
 
 /// Trains a head whose confidences are calibrated, with no separate validation data: a probe
-/// head trained on four examples in five fits the temperature on the fifth, then the head is
-/// trained on everything and given that temperature.
+/// head trained on four examples in five fits the temperature on the fifth (every fifth
+/// example of each intent, so the split does not depend on the order of the intents), then
+/// the head is trained on everything and given that temperature.
 pub fn train_calibrated(
     examples: &[(Embedding, String)],
     hash: String,
     options: TrainOptions,
 ) -> Result<(IntentHead, Calibration), AiError> {
-    let (fit, held): (Vec<_>, Vec<_>) = examples.iter().enumerate().partition(|(i, _)| i % 5 != 4);
-    let fit: Vec<(Embedding, String)> = fit.into_iter().map(|(_, e)| e.clone()).collect();
-    let held: Vec<(Embedding, String)> = held.into_iter().map(|(_, e)| e.clone()).collect();
+    let (fit, held) = every_fifth_of_each_label(examples);
     let mut probe = IntentHead::train(&fit, hash.clone(), options.clone())?;
     let before = evaluate(&probe, &held)?;
     let temperature = calibrate(&mut probe, &held)?;
