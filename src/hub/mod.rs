@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytestring::ByteString;
 use prometheus::IntCounter;
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::domain::{AgentId, ConversationId};
 
@@ -41,11 +41,11 @@ struct Frame {
     conversation: Option<ConversationId>,
     /// For a catch-up marker (no text): the first `seq` a socket may lack.
     catch_up_from: Option<i64>,
-    text: ByteString,
+    text: Utf8Bytes,
 }
 
 impl Outbound {
-    pub fn new(seq: Option<i64>, text: impl Into<ByteString>) -> Self {
+    pub fn new(seq: Option<i64>, text: impl Into<Utf8Bytes>) -> Self {
         Self(Arc::new(Frame {
             seq,
             conversation: None,
@@ -55,7 +55,7 @@ impl Outbound {
     }
 
     /// A stored message of `conversation`.
-    pub fn stored(conversation: ConversationId, seq: i64, text: impl Into<ByteString>) -> Self {
+    pub fn stored(conversation: ConversationId, seq: i64, text: impl Into<Utf8Bytes>) -> Self {
         Self(Arc::new(Frame {
             seq: Some(seq),
             conversation: Some(conversation),
@@ -72,7 +72,7 @@ impl Outbound {
             seq: Some(to),
             conversation: Some(conversation),
             catch_up_from: Some(from),
-            text: ByteString::new(),
+            text: Utf8Bytes::default(),
         }))
     }
 
@@ -89,7 +89,7 @@ impl Outbound {
         self.0.catch_up_from
     }
 
-    pub fn text(&self) -> ByteString {
+    pub fn text(&self) -> Utf8Bytes {
         self.0.text.clone()
     }
 }

@@ -5,7 +5,6 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use actix_web::rt::net::TcpStream;
-use bytestring::ByteString;
 use futures_util::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::de::DeserializeOwned;
@@ -120,8 +119,7 @@ impl Socket {
     }
 
     /// Sends a frame the hub serialised once for every member of a room.
-    pub async fn send(&mut self, text: ByteString) -> Result<(), Ending> {
-        let text = Utf8Bytes::try_from(text.into_bytes()).expect("a ByteString holds UTF-8");
+    pub async fn send(&mut self, text: Utf8Bytes) -> Result<(), Ending> {
         self.write(Message::Text(text)).await
     }
 
