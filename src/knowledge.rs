@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::ai::{AiError, Embedding, Engine, KnowledgeUpdate};
+use crate::escalation::Rule;
 use crate::kb::{Article, Intent, example_key};
 use crate::store::{Store, StoreError};
 
@@ -198,10 +199,12 @@ pub async fn put_intent(
 }
 
 /// Removes the intent `name` from the database and from `engine`. Refused while articles list
-/// it, or when it is one of the last two.
+/// it or escalation `rules` test for it (the rule would silently never fire again), or when it
+/// is one of the last two.
 pub async fn delete_intent(
     store: &Store,
     engine: Option<&Arc<Engine>>,
+    rules: &[Rule],
     name: &str,
 ) -> Result<(), KnowledgeError> {
     let intents = store.intents().await?;
@@ -225,6 +228,17 @@ pub async fn delete_intent(
         problems.push(format!(
             "articles {} list intent `{name}`: take it out of them first",
             listing.join(", ")
+        ));
+    }
+    let testing: Vec<String> = rules
+        .iter()
+        .filter(|r| r.condition.names_intent(name))
+        .map(|r| format!("`{}`", r.name()))
+        .collect();
+    if !testing.is_empty() {
+        problems.push(format!(
+            "escalation rules {} test for intent `{name}`: change them first",
+            testing.join(", ")
         ));
     }
     if !problems.is_empty() {

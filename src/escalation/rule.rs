@@ -110,6 +110,18 @@ pub enum Condition {
     WaitingLongerThanSecs(u64),
 }
 
+impl Condition {
+    /// Whether the condition tests for the intent `name` anywhere in it.
+    pub fn names_intent(&self, name: &str) -> bool {
+        match self {
+            Self::All(items) | Self::Any(items) => items.iter().any(|c| c.names_intent(name)),
+            Self::Not(inner) => inner.names_intent(name),
+            Self::IntentIn(names) => names.iter().any(|n| n == name),
+            _ => false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Action {

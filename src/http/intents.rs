@@ -60,7 +60,8 @@ pub async fn replace(
     })
 }
 
-/// Deletes the intent; refused (422) while an article lists it or when two intents are left.
+/// Deletes the intent; refused (422) while an article lists it, an escalation rule tests for
+/// it, or when two intents are left.
 #[utoipa::path(params(("name" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)), security(("bearer" = [])))]
 #[delete("/intents/{name}")]
 pub async fn remove(
@@ -68,7 +69,8 @@ pub async fn remove(
     name: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    knowledge::delete_intent(state.chat.store(), engine(&state), &name).await?;
+    let rules = state.desk.rules().current().await?;
+    knowledge::delete_intent(state.chat.store(), engine(&state), &rules, &name).await?;
     tracing::info!(admin = %admin.id, intent = %name, "intent deleted");
     Ok(HttpResponse::NoContent().finish())
 }

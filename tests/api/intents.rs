@@ -1,5 +1,6 @@
-//! Intents over the admin API: listed, read, created and replaced by name, deleted; bad
-//! content is a 422 with every reason. A change retrains the running engine's intent head at
+//! Intents over the admin API: listed, read, created and replaced by name, deleted (not while
+//! an article lists it or an escalation rule tests for it); bad content is a 422 with every
+//! reason. A change retrains the running engine's intent head at
 //! once, and a change stored by anyone else (another replica, `kb import`) reaches it within
 //! seconds through the knowledge base's revision.
 
@@ -147,6 +148,31 @@ async fn intents_change_the_running_engine(backend: Backend) {
             .is_some_and(|m| m.contains("`accessibility-options`")),
         "{body}"
     );
+
+    let rule = json!({
+        "name": "surfboards-to-a-person",
+        "when": {"all": [{"intent_in": ["lost_item"]}, {"not": {"intent_in": [NAME]}}]},
+        "then": [{"escalate": {"priority": 3}}],
+    });
+    let created = app
+        .post("/api/v1/escalation-rules", Some(&admin), rule)
+        .await;
+    assert_eq!(created.status(), 201);
+    let rule_id = created.json::<Value>().await.expect("the rule")["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let tested = app.delete(&path, Some(&admin)).await;
+    assert_eq!(tested.status(), 422, "a rule tests for it");
+    let body: Value = tested.json().await.expect("error body");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`surfboards-to-a-person`")),
+        "{body}"
+    );
+    let rule_path = format!("/api/v1/escalation-rules/{rule_id}");
+    assert_eq!(app.delete(&rule_path, Some(&admin)).await.status(), 204);
 
     let deleted = app.delete(&path, Some(&admin)).await;
     assert_eq!(deleted.status(), 204);
