@@ -24,6 +24,8 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub db_pool_connections: IntGaugeVec,
+    /// The SQLite write-ahead log's series: exposed only once [`Metrics::track_sqlite`] is
+    /// called, so a server on PostgreSQL does not report a log it does not have.
     pub sqlite_wal_pages: IntGauge,
     pub sqlite_checkpoint_failures: IntCounter,
     pub build_info: IntGaugeVec,
@@ -146,22 +148,16 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
-            sqlite_wal_pages: register(
-                r,
-                IntGauge::new(
-                    "switchboard_sqlite_wal_pages",
-                    "SQLite: the write-ahead log's length in 4 KiB pages at the last checkpoint.",
-                )
-                .expect("valid metric"),
-            ),
-            sqlite_checkpoint_failures: register(
-                r,
-                IntCounter::new(
-                    "switchboard_sqlite_checkpoint_failures_total",
-                    "SQLite: write-ahead log checkpoints that failed.",
-                )
-                .expect("valid metric"),
-            ),
+            sqlite_wal_pages: IntGauge::new(
+                "switchboard_sqlite_wal_pages",
+                "SQLite: the write-ahead log's length in 4 KiB pages at the last checkpoint.",
+            )
+            .expect("valid metric"),
+            sqlite_checkpoint_failures: IntCounter::new(
+                "switchboard_sqlite_checkpoint_failures_total",
+                "SQLite: write-ahead log checkpoints that failed.",
+            )
+            .expect("valid metric"),
             build_info: register(
                 r,
                 IntGaugeVec::new(
@@ -314,6 +310,21 @@ impl Metrics {
             tracing::warn!(error = %e, "process metrics unavailable");
         }
         metrics
+    }
+
+    /// Exposes the SQLite write-ahead log's series, for a server whose store is SQLite. A
+    /// second call changes nothing.
+    pub fn track_sqlite(&self) {
+        let series: [Box<dyn prometheus::core::Collector>; 2] = [
+            Box::new(self.sqlite_wal_pages.clone()),
+            Box::new(self.sqlite_checkpoint_failures.clone()),
+        ];
+        for collector in series {
+            match self.registry.register(collector) {
+                Ok(()) | Err(prometheus::Error::AlreadyReg) => {}
+                Err(e) => tracing::warn!(error = %e, "SQLite metrics unavailable"),
+            }
+        }
     }
 
     /// The text exposition of every metric.

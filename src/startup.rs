@@ -102,6 +102,9 @@ impl Application {
             }
         };
         let metrics = Metrics::new();
+        if store.sqlite_log().is_some() {
+            metrics.track_sqlite();
+        }
         let hub = HubHandle::spawn(metrics.slow_consumer_evictions.clone());
         let rules = RuleBook::load(store.clone()).await?;
         let chat = Chat::new(store, hub, metrics.clone());

@@ -48,10 +48,16 @@ async fn health_ready_metrics_and_openapi(backend: Backend) {
         body.contains("switchboard_build_info"),
         "build info present"
     );
+    let sqlite = body.contains("switchboard_sqlite_checkpoint_failures_total 0")
+        && body.contains("switchboard_sqlite_wal_pages ");
+    assert_eq!(
+        sqlite,
+        backend == Backend::Sqlite,
+        "the write-ahead log's metrics, on SQLite only: {body}"
+    );
     assert!(
-        body.contains("switchboard_sqlite_checkpoint_failures_total 0")
-            && body.contains("switchboard_sqlite_wal_pages "),
-        "the write-ahead log's metrics: {body}"
+        backend == Backend::Sqlite || !body.contains("switchboard_sqlite_"),
+        "no SQLite series on PostgreSQL: {body}"
     );
     assert!(
         !body.contains(app.port.to_string().as_str())
