@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{Error, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -26,6 +27,7 @@ use utoipa::{Modify, OpenApi};
 
 pub use error::{ApiError, ErrorBody};
 
+use crate::metrics::Metrics;
 use crate::startup::AppState;
 
 /// Largest JSON request body accepted.
@@ -134,7 +136,23 @@ pub async fn track(
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
-    let method = match req.method().as_str() {
+    let method = req.method().clone();
+    let response = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        record_request(&metrics, &route, &method, response.status(), started);
+    }
+    Ok(response)
+}
+
+/// Counts one answered request (a WebSocket upgrade too) and how long answering took.
+pub(crate) fn record_request(
+    metrics: &Metrics,
+    route: &str,
+    method: &Method,
+    status: StatusCode,
+    started: Instant,
+) {
+    let method = match method.as_str() {
         "GET" => "GET",
         "POST" => "POST",
         "PUT" => "PUT",
@@ -144,17 +162,12 @@ pub async fn track(
         "OPTIONS" => "OPTIONS",
         _ => "OTHER",
     };
-    let response = next.call(req).await?;
-    if let Some(metrics) = metrics {
-        let status = response.status().as_u16().to_string();
-        metrics
-            .http_requests
-            .with_label_values(&[route.as_str(), method, status.as_str()])
-            .inc();
-        metrics
-            .http_duration
-            .with_label_values(&[route.as_str(), method])
-            .observe(started.elapsed().as_secs_f64());
-    }
-    Ok(response)
+    metrics
+        .http_requests
+        .with_label_values(&[route, method, status.as_str()])
+        .inc();
+    metrics
+        .http_duration
+        .with_label_values(&[route, method])
+        .observe(started.elapsed().as_secs_f64());
 }

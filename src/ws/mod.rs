@@ -11,17 +11,19 @@ mod socket;
 mod widget;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix_codec::Framed;
 use actix_http::body::{BodySize, MessageBody};
 use actix_http::{ConnectionType, Request, Response, h1};
+use actix_web::http::StatusCode;
 use actix_web::rt::net::TcpStream;
 use actix_web::{HttpResponse, ResponseError, web};
 use futures_util::SinkExt;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-use crate::http::ApiError;
+use crate::http::{ApiError, record_request};
 use crate::startup::AppState;
 use socket::Socket;
 
@@ -44,12 +46,32 @@ async fn upgrade_required() -> Result<HttpResponse, ApiError> {
 
 /// Answers an upgrade request on `framed`'s connection: the WebSocket handshake for the two
 /// endpoints, then the socket's task is started and owns the connection; otherwise an HTTP
-/// error, after which the connection closes.
+/// error, after which the connection closes. Counted in the request metrics like any request
+/// (status 101 for a handshake).
 pub async fn upgrade(
     state: Arc<AppState>,
     req: Request,
-    mut framed: Framed<TcpStream, h1::Codec>,
+    framed: Framed<TcpStream, h1::Codec>,
 ) -> actix_web::Result<()> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = match req.path() {
+        "/ws/widget" => "/ws/widget",
+        "/ws/agent" => "/ws/agent",
+        _ => "unmatched",
+    };
+    let metrics = state.metrics.clone();
+    let status = answer(state, req, framed).await?;
+    record_request(&metrics, route, &method, status, started);
+    Ok(())
+}
+
+/// The handshake or the refusal; the status it answered with.
+async fn answer(
+    state: Arc<AppState>,
+    req: Request,
+    mut framed: Framed<TcpStream, h1::Codec>,
+) -> actix_web::Result<StatusCode> {
     let widget = match req.path() {
         "/ws/widget" => true,
         "/ws/agent" => false,
@@ -86,15 +108,16 @@ pub async fn upgrade(
     } else {
         actix_web::rt::spawn(agent::run((*state).clone(), socket));
     }
-    Ok(())
+    Ok(StatusCode::SWITCHING_PROTOCOLS)
 }
 
-/// Answers with `error`'s status and JSON body.
+/// Answers with `error`'s status and JSON body; returns the status.
 async fn refuse(
     mut framed: Framed<TcpStream, h1::Codec>,
     error: ApiError,
-) -> actix_web::Result<()> {
+) -> actix_web::Result<StatusCode> {
     let (head, body) = error.error_response().into_parts();
+    let status = head.status();
     let mut head: Response<()> = head.into();
     head.head_mut().set_connection_type(ConnectionType::Close);
     let body = body.try_into_bytes().unwrap_or_default();
@@ -102,5 +125,5 @@ async fn refuse(
     framed.send((head, size).into()).await?;
     framed.send(h1::Message::Chunk(Some(body))).await?;
     framed.send(h1::Message::Chunk(None)).await?;
-    Ok(())
+    Ok(status)
 }

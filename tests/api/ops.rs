@@ -32,6 +32,16 @@ async fn health_ready_metrics_and_openapi(backend: Backend) {
             .await,
         1.0
     );
+    for endpoint in ["/ws/widget", "/ws/agent"] {
+        let series = format!(
+            "switchboard_http_requests_total{{method=\"GET\",route=\"{endpoint}\",status=\"101\"}}"
+        );
+        assert_eq!(
+            app.metric(&series).await,
+            1.0,
+            "the upgrade to {endpoint} is counted"
+        );
+    }
     let body = app
         .get("/metrics", None)
         .await
