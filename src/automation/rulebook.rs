@@ -2,6 +2,7 @@
 //! held in memory, checked, for the message path. Another replica's edit is picked up within
 //! [`REFRESH`].
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,7 @@ impl RuleBook {
     /// Checks and stores a new rule (JSON as the admin sent it).
     pub async fn create(&self, json: &[u8]) -> Result<StoredRule, RuleBookError> {
         let rule = parse_rule(json)?;
+        self.check_intents(&rule).await?;
         let stored = self
             .store
             .insert_rule(&rule.spec.name, &spec_json(&rule.spec)?, rule.spec.enabled)
@@ -78,6 +80,7 @@ impl RuleBook {
 
     pub async fn replace(&self, id: &str, json: &[u8]) -> Result<StoredRule, RuleBookError> {
         let rule = parse_rule(json)?;
+        self.check_intents(&rule).await?;
         let stored = self
             .store
             .update_rule(
@@ -89,6 +92,21 @@ impl RuleBook {
             .await?;
         self.reload().await?;
         Ok(stored)
+    }
+
+    /// A rule may test only for intents the stored knowledge base has (any, while it has none).
+    async fn check_intents(&self, rule: &Rule) -> Result<(), RuleBookError> {
+        let intents: HashSet<String> = self
+            .store
+            .intents()
+            .await?
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        if !intents.is_empty() {
+            rule.check_intents(|name| intents.contains(name))?;
+        }
+        Ok(())
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), RuleBookError> {

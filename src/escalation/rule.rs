@@ -143,6 +143,39 @@ impl Rule {
     pub fn name(&self) -> &str {
         &self.spec.name
     }
+
+    /// Refuses the rule when an `intent_in` names an intent `known` does not have: such a
+    /// condition could never hold. The error names the first such name's field.
+    pub fn check_intents(&self, known: impl Fn(&str) -> bool) -> Result<(), RuleError> {
+        unknown_intent(&self.spec.when, "when", &known).map_or(Ok(()), Err)
+    }
+}
+
+fn unknown_intent(
+    spec: &ConditionSpec,
+    at: &str,
+    known: &impl Fn(&str) -> bool,
+) -> Option<RuleError> {
+    let within = |items: &[ConditionSpec], key: &str| {
+        items
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| unknown_intent(c, &format!("{at}.{key}[{i}]"), known))
+    };
+    match spec {
+        ConditionSpec::All(items) => within(items, "all"),
+        ConditionSpec::Any(items) => within(items, "any"),
+        ConditionSpec::Not(inner) => unknown_intent(inner, &format!("{at}.not"), known),
+        ConditionSpec::IntentIn(names) => names.iter().enumerate().find_map(|(i, name)| {
+            (!known(name)).then(|| {
+                RuleError::new(
+                    format!("{at}.intent_in[{i}]"),
+                    format!("there is no intent `{name}` in the knowledge base"),
+                )
+            })
+        }),
+        _ => None,
+    }
 }
 
 /// Parses a rule from JSON, naming the field of any error (`when.any[1].regex`).

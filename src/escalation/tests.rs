@@ -321,3 +321,17 @@ fn a_condition_names_the_intents_it_tests_for_at_any_depth() {
         .expect("a shipped rule");
     assert!(asks.condition.names_intent("human_agent"));
 }
+
+#[test]
+fn intents_a_rule_tests_for_must_be_known() {
+    let rule = parse_rule(
+        br#"{"name":"n","when":{"any":[{"keywords":["x"]},{"not":{"intent_in":["lost_item","no_such_intent"]}}]},"then":[{"tag":"t"}]}"#,
+    )
+    .expect("a valid rule");
+    let err = rule
+        .check_intents(|name| name == "lost_item")
+        .expect_err("an unknown intent");
+    assert_eq!(err.field, "when.any[1].not.intent_in[1]");
+    assert!(err.reason.contains("`no_such_intent`"), "{err}");
+    assert!(rule.check_intents(|_| true).is_ok());
+}

@@ -1,6 +1,6 @@
 //! Intents over the admin API: listed, read, created and replaced by name, deleted (not while
-//! an article lists it or an escalation rule tests for it); bad content is a 422 with every
-//! reason. A change retrains the running engine's intent head at
+//! an article lists it or an escalation rule tests for it, and no rule may test for an intent
+//! that does not exist); bad content is a 422 with every reason. A change retrains the running engine's intent head at
 //! once, and a change stored by anyone else (another replica, `kb import`) reaches it within
 //! seconds through the knowledge base's revision.
 
@@ -148,6 +148,22 @@ async fn intents_change_the_running_engine(backend: Backend) {
             .is_some_and(|m| m.contains("`accessibility-options`")),
         "{body}"
     );
+
+    let unknown = json!({
+        "name": "nobody-says-this",
+        "when": {"any": [{"keywords": ["x"]}, {"intent_in": ["lost_item", "no_such_intent"]}]},
+        "then": [{"tag": "t"}],
+    });
+    let refused = app
+        .post("/api/v1/escalation-rules", Some(&admin), unknown)
+        .await;
+    assert_eq!(
+        refused.status(),
+        422,
+        "a rule cannot test for an unknown intent"
+    );
+    let body: Value = refused.json().await.expect("error body");
+    assert_eq!(body["field"], "when.any[1].intent_in[1]", "{body}");
 
     let rule = json!({
         "name": "surfboards-to-a-person",
