@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use switchboard::domain::AgentRole;
 
-use crate::helpers::{Backend, Closed, TestDatabase, Ws, spawn_app};
+use crate::helpers::{Backend, Closed, FRAME_WAIT, TestDatabase, Ws, spawn_app};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -31,11 +31,10 @@ async fn draining_closes_sockets_and_refuses_new_ones(backend: Backend) {
         ready.json::<serde_json::Value>().await.expect("json")["status"],
         "draining"
     );
-    assert_eq!(
-        Ws::try_connect(&app.ws_url("/ws/widget")).await.err(),
-        Some(503),
-        "no new upgrades while draining"
-    );
+    let refused = tokio::time::timeout(FRAME_WAIT, Ws::try_connect(&app.ws_url("/ws/widget")))
+        .await
+        .expect("a draining server answers an upgrade in time");
+    assert_eq!(refused.err(), Some(503), "no new upgrades while draining");
     assert_eq!(
         app.get("/health", None).await.status(),
         200,
@@ -48,7 +47,10 @@ async fn draining_closes_sockets_and_refuses_new_ones(backend: Backend) {
     );
 
     let started = Instant::now();
-    switchboard::drain::shutdown(&app.state, app.handle(), Duration::from_secs(5)).await;
+    let stopping = switchboard::drain::shutdown(&app.state, app.handle(), Duration::from_secs(5));
+    tokio::time::timeout(FRAME_WAIT, stopping)
+        .await
+        .expect("the drain ends by its deadline");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "with every socket closed the stop is immediate"

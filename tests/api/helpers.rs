@@ -19,6 +19,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How long a test waits for a frame it expects before failing.
 pub const FRAME_WAIT: Duration = Duration::from_secs(10);
+/// How long a test waits for an HTTP response: a server that never answers fails the test
+/// instead of hanging the suite.
+pub const REQUEST_WAIT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -205,7 +208,10 @@ async fn start_with(db: TestDatabase, settings: Settings, engine: Option<Arc<Eng
         port,
         address: format!("http://127.0.0.1:{port}"),
         state,
-        http: reqwest::Client::new(),
+        http: reqwest::Client::builder()
+            .timeout(REQUEST_WAIT)
+            .build()
+            .expect("an HTTP client"),
         db,
         settings,
         handle,
