@@ -91,11 +91,7 @@ pub async fn put_article(
     if article.title.is_empty() {
         problems.push("the title is empty".into());
     }
-    let intents: HashSet<String> = store
-        .knowledge()
-        .await?
-        .map(|kb| kb.intents.into_iter().map(|i| i.name).collect())
-        .unwrap_or_default();
+    let intents: HashSet<String> = store.intents().await?.into_iter().map(|i| i.name).collect();
     problems.extend(article.problems(|name| intents.contains(name)));
     if !problems.is_empty() {
         return Err(KnowledgeError::Invalid(problems));
@@ -232,7 +228,7 @@ pub async fn delete_intent(
     }
     let testing: Vec<String> = rules
         .iter()
-        .filter(|r| r.condition.names_intent(name))
+        .filter(|r| r.names_intent(name))
         .map(|r| format!("`{}`", r.name()))
         .collect();
     if !testing.is_empty() {

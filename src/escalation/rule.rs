@@ -110,18 +110,6 @@ pub enum Condition {
     WaitingLongerThanSecs(u64),
 }
 
-impl Condition {
-    /// Whether the condition tests for the intent `name` anywhere in it.
-    pub fn names_intent(&self, name: &str) -> bool {
-        match self {
-            Self::All(items) | Self::Any(items) => items.iter().any(|c| c.names_intent(name)),
-            Self::Not(inner) => inner.names_intent(name),
-            Self::IntentIn(names) => names.iter().any(|n| n == name),
-            _ => false,
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Action {
@@ -142,6 +130,11 @@ pub struct Rule {
 impl Rule {
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// Whether the rule's condition tests for the intent `name` anywhere in it.
+    pub fn names_intent(&self, name: &str) -> bool {
+        self.check_intents(|other| other != name).is_err()
     }
 
     /// Refuses the rule when an `intent_in` names an intent `known` does not have: such a

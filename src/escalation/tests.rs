@@ -309,17 +309,14 @@ fn a_condition_names_the_intents_it_tests_for_at_any_depth() {
         br#"{"name":"n","when":{"any":[{"keywords":["refund"]},{"all":[{"not":{"intent_in":["lost_item","refund_request"]}}]}]},"then":[{"tag":"t"}]}"#,
     )
     .expect("a valid rule");
-    assert!(rule.condition.names_intent("lost_item"));
-    assert!(rule.condition.names_intent("refund_request"));
-    assert!(
-        !rule.condition.names_intent("refund"),
-        "keywords are not intents"
-    );
+    assert!(rule.names_intent("lost_item"));
+    assert!(rule.names_intent("refund_request"));
+    assert!(!rule.names_intent("refund"), "keywords are not intents");
     let asks = shipped_rules()
         .into_iter()
         .find(|r| r.name() == "visitor-asks-for-human")
         .expect("a shipped rule");
-    assert!(asks.condition.names_intent("human_agent"));
+    assert!(asks.names_intent("human_agent"));
 }
 
 #[test]
