@@ -1,7 +1,8 @@
 //! Group commit for messages. Appends from every connection queue up for one task, which
-//! stores whatever has gathered (up to [`MAX_BATCH`]) in one transaction of two statements:
-//! one UPDATE gives each conversation its next `seq`, one INSERT stores the messages, both
-//! reading the batch from a JSON array so their SQL is the same whatever the batch's size.
+//! stores whatever has gathered (up to [`MAX_BATCH`]) in one transaction and one round trip to
+//! the database: an UPDATE gives each conversation its next `seq`, an INSERT stores the
+//! messages under them, both reading the batch from JSON arrays so that their SQL is the same
+//! whatever the batch's size.
 //! Callers (see `chat.rs`) keep at most one append per conversation in flight, so a batch
 //! names each conversation once; a batch that cannot go through whole (a resend
 //! hitting the unique client id, a lock conflict) falls back to one transaction per message.
@@ -58,37 +59,38 @@ pub(super) fn spawn(store: Store, mut rx: mpsc::Receiver<AppendRequest>) {
     });
 }
 
-/// The writer's two statements, by backend. Their text never changes with the batch's size: the
-/// conversations and the messages travel as one JSON array each, so every batch reuses the
-/// prepared statements instead of parsing new SQL and binding hundreds of parameters.
-struct BatchSql {
-    /// `$1` the time, `$2` the conversations' ids, `$3` those of them whose message is the
-    /// visitor's (a resolved conversation takes no visitor message).
-    bump: &'static str,
-    /// `$1` the messages as `[conversation, seq, author, author id, text, client id,
-    /// analysis]` arrays, `$2` the time.
-    insert: &'static str,
-}
+/// The writer's SQL, by backend: one round trip to the database per batch. The first statement
+/// gives each conversation its next `seq` and returns it; the second stores the messages under
+/// those numbers. Their text never changes with the batch's size: the conversations and the
+/// messages travel as JSON arrays, so every batch reuses the prepared statements instead of
+/// parsing new SQL and binding hundreds of parameters. Parameters: `$1` the time, `$2` the
+/// conversations' ids, `$3` those of them whose message is the visitor's (a resolved
+/// conversation takes no visitor message), `$4` the messages as `[conversation, author,
+/// author id, text, client id, analysis]` arrays.
+///
+/// SQLite runs the two statements of one string in one call; the INSERT reads the numbers the
+/// UPDATE wrote, from the conversations it bumped (the same condition, on the same rows).
+const SQLITE: &str = "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1 \
+     WHERE id IN (SELECT value FROM json_each($2)) \
+     AND NOT (state = 'resolved' AND id IN (SELECT value FROM json_each($3))) \
+     RETURNING id, last_seq, assignee_id; \
+     INSERT INTO messages (conversation_id, seq, author, author_id, text, client_id, analysis, created_at) \
+     SELECT c.id, c.last_seq, m.value ->> 1, m.value ->> 2, m.value ->> 3, m.value ->> 4, m.value ->> 5, $1 \
+     FROM json_each($4) AS m JOIN conversations AS c ON c.id = m.value ->> 0 \
+     WHERE NOT (c.state = 'resolved' AND m.value ->> 1 = 'visitor')";
 
-const SQLITE: BatchSql = BatchSql {
-    bump: "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1 \
-           WHERE id IN (SELECT value FROM json_each($2)) \
-           AND NOT (state = 'resolved' AND id IN (SELECT value FROM json_each($3))) \
-           RETURNING id, last_seq, assignee_id",
-    insert: "INSERT INTO messages (conversation_id, seq, author, author_id, text, client_id, analysis, created_at) \
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, $2 \
-             FROM json_each($1)",
-};
-
-const POSTGRES: BatchSql = BatchSql {
-    bump: "UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1 \
-           WHERE id IN (SELECT json_array_elements_text($2::json)) \
-           AND NOT (state = 'resolved' AND id IN (SELECT json_array_elements_text($3::json))) \
-           RETURNING id, last_seq, assignee_id",
-    insert: "INSERT INTO messages (conversation_id, seq, author, author_id, text, client_id, analysis, created_at) \
-             SELECT m ->> 0, (m ->> 1)::bigint, m ->> 2, m ->> 3, m ->> 4, m ->> 5, m ->> 6, $2 \
-             FROM json_array_elements($1::json) AS m",
-};
+/// PostgreSQL takes one statement per call, so the INSERT reads the UPDATE's rows in a
+/// data-modifying CTE.
+const POSTGRES: &str = "WITH bumped AS (\
+     UPDATE conversations SET last_seq = last_seq + 1, updated_at = $1 \
+     WHERE id IN (SELECT json_array_elements_text($2::json)) \
+     AND NOT (state = 'resolved' AND id IN (SELECT json_array_elements_text($3::json))) \
+     RETURNING id, last_seq, assignee_id), \
+     stored AS (\
+     INSERT INTO messages (conversation_id, seq, author, author_id, text, client_id, analysis, created_at) \
+     SELECT b.id, b.last_seq, m ->> 1, m ->> 2, m ->> 3, m ->> 4, m ->> 5, $1 \
+     FROM json_array_elements($4::json) AS m JOIN bumped AS b ON b.id = m ->> 0) \
+     SELECT id, last_seq, assignee_id FROM bumped";
 
 impl Store {
     /// Stores a batch in one transaction, or fails whole (nothing stored).
@@ -110,19 +112,34 @@ impl Store {
             .map(|(_, id)| id)
             .collect();
         let sql = match self.backend {
-            Backend::Sqlite => &SQLITE,
-            Backend::Postgres => &POSTGRES,
+            Backend::Sqlite => SQLITE,
+            Backend::Postgres => POSTGRES,
         };
+        let messages: Vec<serde_json::Value> = batch
+            .iter()
+            .zip(&ids)
+            .map(|(new, id)| {
+                serde_json::json!([
+                    id,
+                    new.author.as_str(),
+                    new.author_id,
+                    new.text,
+                    new.client_id.as_ref().map(|c| c.as_str()),
+                    new.analysis.as_ref().map(|a| a.to_string()),
+                ])
+            })
+            .collect();
         let now = now_ms();
-        let update = sqlx::query(sql.bump)
+        let append = sqlx::query(sql)
             .bind(now)
             .bind(serde_json::to_string(&ids).expect("a list of ids is JSON"))
-            .bind(serde_json::to_string(&from_visitor).expect("a list of ids is JSON"));
+            .bind(serde_json::to_string(&from_visitor).expect("a list of ids is JSON"))
+            .bind(serde_json::Value::Array(messages).to_string());
 
         let mut tx = self.writer.begin().await?;
         self.lock_conversations(&mut tx, &ids).await?;
         let mut bumped: HashMap<String, (i64, Option<AgentId>)> = HashMap::new();
-        for row in update.fetch_all(&mut *tx).await? {
+        for row in append.fetch_all(&mut *tx).await? {
             let id: String = row.try_get("id")?;
             bumped.insert(
                 id,
@@ -137,28 +154,6 @@ impl Store {
             .enumerate()
             .filter_map(|(i, id)| bumped.get(id).map(|(seq, _)| (i, *seq)))
             .collect();
-        if !stored.is_empty() {
-            let rows: Vec<serde_json::Value> = stored
-                .iter()
-                .map(|&(i, seq)| {
-                    let new = batch[i];
-                    serde_json::json!([
-                        ids[i],
-                        seq,
-                        new.author.as_str(),
-                        new.author_id,
-                        new.text,
-                        new.client_id.as_ref().map(|c| c.as_str()),
-                        new.analysis.as_ref().map(|a| a.to_string()),
-                    ])
-                })
-                .collect();
-            sqlx::query(sql.insert)
-                .bind(serde_json::Value::Array(rows).to_string())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
         let sent_at = from_ms(now)?;
         let announced = stored.iter().map(|&(i, seq)| {
             let owner = bumped.get(&ids[i]).and_then(|(_, owner)| *owner);

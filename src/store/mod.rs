@@ -136,7 +136,8 @@ impl Store {
         };
         let (writer, reader, log) = match backend {
             Backend::Sqlite => {
-                let writer = options(1).connect(url).await?;
+                // An in-process connection has no link to test: skip the ping before each use.
+                let writer = options(1).test_before_acquire(false).connect(url).await?;
                 let reader = options(max_connections).connect(url).await?;
                 let log = std::sync::Arc::default();
                 checkpointer::spawn(reader.clone(), std::sync::Arc::clone(&log));

@@ -15,6 +15,7 @@ on_both_backends!(
     agents_tokens_and_settings,
     concurrent_appends_across_conversations_are_batched_correctly,
     batched_messages_keep_every_character_and_field,
+    a_batch_numbers_only_the_messages_it_stores,
 );
 
 async fn store(backend: Backend) -> (Store, TestDatabase) {
@@ -355,6 +356,95 @@ async fn batched_messages_keep_every_character_and_field(backend: Backend) {
             new.client_id.as_ref().map(|c| c.as_str())
         );
         assert_eq!(m.analysis, new.analysis);
+    }
+}
+
+/// The writer's UPDATE numbers the conversations whose message it may store and its INSERT
+/// stores exactly those messages under those numbers: in batches that mix open and resolved
+/// conversations, a visitor's message to a resolved one is refused and takes no number, while
+/// an agent's message to it and everything sent to the open ones are stored, each with its
+/// own author, text and the next `seq`.
+async fn a_batch_numbers_only_the_messages_it_stores(backend: Backend) {
+    const CONVERSATIONS: usize = 12;
+    let (store, _db) = store(backend).await;
+    let visitor = store.create_visitor().await.expect("visitor");
+    let mut conversations = Vec::new();
+    for i in 0..CONVERSATIONS {
+        let conversation = store
+            .create_conversation(visitor)
+            .await
+            .expect("conversation");
+        let resolved = i % 2 == 1;
+        if resolved {
+            store
+                .resolve_conversation(conversation.id)
+                .await
+                .expect("resolve");
+        }
+        conversations.push((conversation.id, resolved));
+    }
+    let send = |id, author, label: String| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let new = NewMessage {
+                conversation_id: id,
+                author,
+                author_id: None,
+                text: text(&label),
+                client_id: Some(ClientId::parse(label.replace(' ', "-")).expect("client id")),
+                analysis: None,
+            };
+            store.append_message(&new).await
+        })
+    };
+
+    let visitors: Vec<_> = conversations
+        .iter()
+        .enumerate()
+        .map(|(i, &(id, _))| send(id, AuthorRole::Visitor, format!("visitor {i}")))
+        .collect();
+    for ((_, resolved), sent) in conversations.iter().zip(visitors) {
+        let outcome = sent.await.expect("sender task");
+        if *resolved {
+            assert!(matches!(outcome, Err(StoreError::Resolved)), "{outcome:?}");
+        } else {
+            assert!(
+                matches!(&outcome, Ok(Appended::New { message, .. }) if message.seq == 1),
+                "{outcome:?}"
+            );
+        }
+    }
+
+    let agents: Vec<_> = conversations
+        .iter()
+        .enumerate()
+        .map(|(i, &(id, _))| send(id, AuthorRole::Agent, format!("agent {i}")))
+        .collect();
+    for ((id, resolved), sent) in conversations.iter().zip(agents) {
+        let expected = if *resolved { 1 } else { 2 };
+        let outcome = sent.await.expect("sender task");
+        assert!(
+            matches!(&outcome, Ok(Appended::New { message, .. }) if message.seq == expected),
+            "{outcome:?}"
+        );
+        let stored = store.messages_after(*id, -1, 10).await.expect("list");
+        let got: Vec<(i64, AuthorRole, &str)> = stored
+            .iter()
+            .map(|m| (m.seq, m.author, m.text.as_str()))
+            .collect();
+        let i = conversations
+            .iter()
+            .position(|(c, _)| c == id)
+            .expect("ours");
+        let (visitor_text, agent_text) = (format!("visitor {i}"), format!("agent {i}"));
+        let mut want = vec![(1, AuthorRole::Visitor, visitor_text.as_str())];
+        if *resolved {
+            want.clear();
+        }
+        want.push((expected, AuthorRole::Agent, agent_text.as_str()));
+        assert_eq!(got, want);
+        let conversation = store.conversation(*id).await.expect("conversation");
+        assert_eq!(conversation.last_seq, expected);
     }
 }
 
