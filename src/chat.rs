@@ -111,8 +111,7 @@ impl Chat {
             on,
         }
         .to_json();
-        self.fan_out(id, Outbound::new(None, frame.clone()), None, None)
-            .await;
+        self.fan_out(id, Outbound::new(None, frame.clone()), None, None);
         self.store
             .announce(Event::Relay {
                 conversation_id: id,
@@ -140,7 +139,7 @@ impl Chat {
                 .messages
                 .with_label_values(&[message.author.as_str()])
                 .inc();
-            self.deliver(message, *owner, sender).await;
+            self.deliver(message, *owner, sender);
         }
         Ok(appended)
     }
@@ -162,51 +161,46 @@ impl Chat {
         }
     }
 
-    async fn deliver(&self, message: &Message, owner: Option<AgentId>, sender: Option<ConnId>) {
+    fn deliver(&self, message: &Message, owner: Option<AgentId>, sender: Option<ConnId>) {
         let frame = ServerFrame::Message(MessageFrame::from(message));
         let out = Outbound::stored(message.conversation_id, message.seq, frame.to_json());
-        self.fan_out(message.conversation_id, out, owner, sender)
-            .await;
+        self.fan_out(message.conversation_id, out, owner, sender);
     }
 
     /// Delivers a message another replica stored to this replica's sockets.
-    pub(crate) async fn deliver_here(&self, message: &Message, owner: Option<AgentId>) {
-        self.deliver(message, owner, None).await;
+    pub(crate) fn deliver_here(&self, message: &Message, owner: Option<AgentId>) {
+        self.deliver(message, owner, None);
     }
 
     /// Tells this replica's sockets that messages `from..=to` of a conversation are stored,
     /// for those that lack them to read them from the database.
-    pub(crate) async fn catch_up_here(
+    pub(crate) fn catch_up_here(
         &self,
         id: ConversationId,
         from: i64,
         to: i64,
         owner: Option<AgentId>,
     ) {
-        self.fan_out(id, Outbound::catch_up(id, from, to), owner, None)
-            .await;
+        self.fan_out(id, Outbound::catch_up(id, from, to), owner, None);
     }
 
     /// Sends a conversation's frame to its sockets and to the agents who may see it, except
     /// the socket it came from.
-    async fn fan_out(
+    fn fan_out(
         &self,
         id: ConversationId,
         out: Outbound,
         owner: Option<AgentId>,
         sender: Option<ConnId>,
     ) {
+        self.hub.publish(
+            Room::Conversation(id),
+            out.clone(),
+            Audience::Everyone,
+            sender,
+        );
         self.hub
-            .publish(
-                Room::Conversation(id),
-                out.clone(),
-                Audience::Everyone,
-                sender,
-            )
-            .await;
-        self.hub
-            .publish(Room::AgentFeed, out, Audience::OwnerOf(owner), sender)
-            .await;
+            .publish(Room::AgentFeed, out, Audience::OwnerOf(owner), sender);
     }
 
     pub async fn claim(
@@ -260,7 +254,7 @@ impl Chat {
         let conversation = self
             .change(id, self.store.escalate_conversation(id, escalation))
             .await?;
-        self.handoff_here(id, &escalation.handoff).await;
+        self.handoff_here(id, &escalation.handoff);
         self.store
             .announce(Event::Handoff {
                 conversation_id: id,
@@ -270,19 +264,17 @@ impl Chat {
     }
 
     /// Gives this replica's agent feeds a conversation's handoff summary.
-    pub(crate) async fn handoff_here(&self, id: ConversationId, summary: &serde_json::Value) {
+    pub(crate) fn handoff_here(&self, id: ConversationId, summary: &serde_json::Value) {
         let frame = ServerFrame::Handoff {
             conversation_id: id,
             summary,
         };
-        self.hub
-            .publish(
-                Room::AgentFeed,
-                Outbound::new(None, frame.to_json()),
-                Audience::Everyone,
-                None,
-            )
-            .await;
+        self.hub.publish(
+            Room::AgentFeed,
+            Outbound::new(None, frame.to_json()),
+            Audience::Everyone,
+            None,
+        );
     }
 
     /// Records the escalation rules that fired on a visitor message, and counts each firing.
@@ -346,7 +338,7 @@ impl Chat {
     /// Tells the visitor's tabs the new state, and every agent what changed: agents need to
     /// know when a conversation they could take is taken.
     async fn announce(&self, conversation: &Conversation, event: ConversationEvent) {
-        self.announce_here(conversation, event).await;
+        self.announce_here(conversation, event);
         self.store
             .announce(Event::Conversation {
                 conversation_id: conversation.id,
@@ -356,35 +348,27 @@ impl Chat {
     }
 
     /// Tells this replica's sockets about a conversation's change.
-    pub(crate) async fn announce_here(
-        &self,
-        conversation: &Conversation,
-        event: ConversationEvent,
-    ) {
+    pub(crate) fn announce_here(&self, conversation: &Conversation, event: ConversationEvent) {
         let state = ServerFrame::State {
             conversation_id: conversation.id,
             state: conversation.state,
         };
-        self.hub
-            .publish(
-                Room::Conversation(conversation.id),
-                Outbound::new(None, state.to_json()),
-                Audience::Everyone,
-                None,
-            )
-            .await;
+        self.hub.publish(
+            Room::Conversation(conversation.id),
+            Outbound::new(None, state.to_json()),
+            Audience::Everyone,
+            None,
+        );
         let feed = ServerFrame::Conversation {
             event,
             conversation,
         };
-        self.hub
-            .publish(
-                Room::AgentFeed,
-                Outbound::new(None, feed.to_json()),
-                Audience::Everyone,
-                None,
-            )
-            .await;
+        self.hub.publish(
+            Room::AgentFeed,
+            Outbound::new(None, feed.to_json()),
+            Audience::Everyone,
+            None,
+        );
     }
 
     /// Relays an ephemeral frame (typing, read) to the conversation's other sockets and its
@@ -402,8 +386,7 @@ impl Chat {
             Outbound::new(None, text.clone()),
             conversation.assignee_id,
             Some(sender),
-        )
-        .await;
+        );
         self.store
             .announce(Event::Relay {
                 conversation_id: id,
@@ -415,14 +398,8 @@ impl Chat {
     }
 
     /// Relays an ephemeral frame from another replica to this replica's sockets.
-    pub(crate) async fn relay_here(
-        &self,
-        id: ConversationId,
-        owner: Option<AgentId>,
-        frame: String,
-    ) {
-        self.fan_out(id, Outbound::new(None, frame), owner, None)
-            .await;
+    pub(crate) fn relay_here(&self, id: ConversationId, owner: Option<AgentId>, frame: String) {
+        self.fan_out(id, Outbound::new(None, frame), owner, None);
     }
 }
 

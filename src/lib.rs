@@ -26,7 +26,7 @@ pub mod drain;
 pub mod escalation;
 /// REST API, operator endpoints, error mapping.
 pub mod http;
-/// The hub task that owns rooms and fans frames out.
+/// The rooms, and the fan-out of frames to their sockets.
 pub mod hub;
 /// The knowledge base as content: articles, intents, coaching cards.
 pub mod kb;

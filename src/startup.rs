@@ -105,7 +105,7 @@ impl Application {
         if store.sqlite_log().is_some() {
             metrics.track_sqlite();
         }
-        let hub = HubHandle::spawn(metrics.slow_consumer_evictions.clone());
+        let hub = HubHandle::new(metrics.slow_consumer_evictions.clone());
         let rules = RuleBook::load(store.clone()).await?;
         let chat = Chat::new(store, hub, metrics.clone());
         if let Some(replica) = replica {

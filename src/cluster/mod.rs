@@ -99,14 +99,14 @@ async fn apply(chat: &Chat, event: Event) -> Result<(), StoreError> {
             owner,
             body,
         } => match body.and_then(|b| b.into_message(conversation_id, seq)) {
-            Some(message) => chat.deliver_here(&message, owner).await,
-            None => chat.catch_up_here(conversation_id, seq, seq, owner).await,
+            Some(message) => chat.deliver_here(&message, owner),
+            None => chat.catch_up_here(conversation_id, seq, seq, owner),
         },
         Event::Conversation {
             conversation_id,
             event,
         } => match chat.store().conversation(conversation_id).await {
-            Ok(conversation) => chat.announce_here(&conversation, event).await,
+            Ok(conversation) => chat.announce_here(&conversation, event),
             Err(StoreError::NotFound(_)) => {}
             Err(e) => return Err(e),
         },
@@ -114,10 +114,10 @@ async fn apply(chat: &Chat, event: Event) -> Result<(), StoreError> {
             conversation_id,
             owner,
             frame,
-        } => chat.relay_here(conversation_id, owner, frame).await,
+        } => chat.relay_here(conversation_id, owner, frame),
         Event::Handoff { conversation_id } => {
             if let Some(summary) = chat.store().handoff(conversation_id).await? {
-                chat.handoff_here(conversation_id, &summary).await;
+                chat.handoff_here(conversation_id, &summary);
             }
         }
     }
@@ -136,16 +136,14 @@ async fn recover(chat: &Chat, since_ms: i64) -> Result<(), StoreError> {
         if n > 0 && n % RECOVERY_CHUNK == 0 {
             tokio::time::sleep(RECOVERY_PAUSE).await;
         }
-        chat.announce_here(&conversation, crate::protocol::ConversationEvent::Updated)
-            .await;
+        chat.announce_here(&conversation, crate::protocol::ConversationEvent::Updated);
         if let Some(from) = first_new_seq {
             chat.catch_up_here(
                 conversation.id,
                 from,
                 conversation.last_seq,
                 conversation.assignee_id,
-            )
-            .await;
+            );
         }
     }
     Ok(())

@@ -1,23 +1,22 @@
-//! The hub: one task that owns every room (a conversation, the agents' feed, later a coaching
-//! session) and fans frames out to the sockets in it. Sockets talk to it through a cloneable
-//! [`HubHandle`]; each socket has a bounded outbound queue, and a socket whose queue is full is
-//! evicted (its task then closes it as a slow consumer) instead of growing memory.
+//! The hub: every room (a conversation, the agents' feed, later a coaching session) and the
+//! sockets in it, behind a cloneable [`HubHandle`]. Whoever publishes fans the frame out
+//! itself, on its own thread, under a read lock held only to push into queues: a frame goes
+//! from the publishing task straight to each socket's task, with no task in between. Each socket
+//! has a bounded outbound queue, and a socket whose queue is full is evicted (its task then
+//! closes it as a slow consumer) instead of growing memory.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use prometheus::IntCounter;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::domain::{AgentId, ConversationId};
 
 /// Identifies one socket for the hub.
 pub type ConnId = u64;
-
-/// Commands the hub can hold before senders wait.
-const COMMAND_QUEUE: usize = 16 * 1024;
 
 /// A fan-out group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,28 +120,6 @@ impl Audience {
     }
 }
 
-enum Command {
-    Join {
-        conn: ConnId,
-        room: Room,
-        viewer: Viewer,
-        tx: mpsc::Sender<Outbound>,
-    },
-    LeaveAll {
-        conn: ConnId,
-    },
-    Publish {
-        room: Room,
-        out: Outbound,
-        audience: Audience,
-        except: Option<ConnId>,
-    },
-    Count {
-        room: Room,
-        reply: oneshot::Sender<usize>,
-    },
-}
-
 struct Member {
     viewer: Viewer,
     tx: mpsc::Sender<Outbound>,
@@ -201,48 +178,31 @@ impl Hub {
     }
 }
 
-/// The cloneable way in to the hub task.
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("rooms", &self.rooms.len())
+            .field("sockets", &self.memberships.len())
+            .finish()
+    }
+}
+
+/// The cloneable way in to the hub. The lock is held only while queues are pushed into (never
+/// across an await), so publishers on different threads wait for each other at most that long.
 #[derive(Clone, Debug)]
 pub struct HubHandle {
-    tx: mpsc::Sender<Command>,
+    hub: Arc<RwLock<Hub>>,
     next_conn: Arc<AtomicU64>,
+    evictions: IntCounter,
 }
 
 impl HubHandle {
-    /// Starts the hub task on the current Tokio runtime. `evictions` counts slow consumers.
-    pub fn spawn(evictions: IntCounter) -> Self {
-        let (tx, mut rx) = mpsc::channel(COMMAND_QUEUE);
-        tokio::spawn(async move {
-            let mut hub = Hub::default();
-            while let Some(command) = rx.recv().await {
-                match command {
-                    Command::Join {
-                        conn,
-                        room,
-                        viewer,
-                        tx,
-                    } => hub.join(conn, room, viewer, tx),
-                    Command::LeaveAll { conn } => hub.leave_all(conn),
-                    Command::Publish {
-                        room,
-                        out,
-                        audience,
-                        except,
-                    } => {
-                        for conn in hub.publish(room, &out, audience, except) {
-                            evictions.inc();
-                            hub.leave_all(conn);
-                        }
-                    }
-                    Command::Count { room, reply } => {
-                        let _ = reply.send(hub.rooms.get(&room).map_or(0, HashMap::len));
-                    }
-                }
-            }
-        });
+    /// An empty hub. `evictions` counts slow consumers.
+    pub fn new(evictions: IntCounter) -> Self {
         Self {
-            tx,
+            hub: Arc::default(),
             next_conn: Arc::new(AtomicU64::new(1)),
+            evictions,
         }
     }
 
@@ -252,47 +212,41 @@ impl HubHandle {
 
     /// Adds a socket to a room. The socket's task keeps only the receiving end: when the hub
     /// drops every sender (eviction), the receiver ends, which the task reads as "too slow".
-    pub async fn join(&self, conn: ConnId, room: Room, viewer: Viewer, tx: mpsc::Sender<Outbound>) {
-        self.send(Command::Join {
-            conn,
-            room,
-            viewer,
-            tx,
-        })
-        .await;
+    pub fn join(&self, conn: ConnId, room: Room, viewer: Viewer, tx: mpsc::Sender<Outbound>) {
+        self.write().join(conn, room, viewer, tx);
     }
 
-    pub async fn leave_all(&self, conn: ConnId) {
-        self.send(Command::LeaveAll { conn }).await;
+    pub fn leave_all(&self, conn: ConnId) {
+        self.write().leave_all(conn);
     }
 
-    pub async fn publish(
-        &self,
-        room: Room,
-        out: Outbound,
-        audience: Audience,
-        except: Option<ConnId>,
-    ) {
-        self.send(Command::Publish {
-            room,
-            out,
-            audience,
-            except,
-        })
-        .await;
+    /// Pushes `out` into the queue of every admitted member of `room` but `except`, and
+    /// evicts the members whose queue is full.
+    pub fn publish(&self, room: Room, out: Outbound, audience: Audience, except: Option<ConnId>) {
+        let evict = self.read().publish(room, &out, audience, except);
+        if evict.is_empty() {
+            return;
+        }
+        let mut hub = self.write();
+        for conn in evict {
+            self.evictions.inc();
+            hub.leave_all(conn);
+        }
     }
 
     /// How many sockets are in a room (for tests and diagnostics).
-    pub async fn members(&self, room: Room) -> usize {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Count { room, reply }).await;
-        rx.await.unwrap_or(0)
+    pub fn members(&self, room: Room) -> usize {
+        self.read().rooms.get(&room).map_or(0, HashMap::len)
     }
 
-    async fn send(&self, command: Command) {
-        if self.tx.send(command).await.is_err() {
-            tracing::error!("hub task has stopped; frame dropped");
-        }
+    /// The hub's maps stay consistent whatever panicked while holding the lock: every change
+    /// is one insert or remove.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Hub> {
+        self.hub.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Hub> {
+        self.hub.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -306,13 +260,13 @@ mod tests {
 
     #[tokio::test]
     async fn fan_out_skips_the_sender_and_respects_audience() {
-        let hub = HubHandle::spawn(IntCounter::new("t", "t").expect("valid metric"));
+        let hub = HubHandle::new(IntCounter::new("t", "t").expect("valid metric"));
         let room = Room::Conversation(ConversationId::new());
         let (a_tx, mut a) = mpsc::channel(4);
         let (b_tx, mut b) = mpsc::channel(4);
-        hub.join(1, room, Viewer::Visitor, a_tx).await;
-        hub.join(2, room, Viewer::Visitor, b_tx).await;
-        hub.publish(room, out(1), Audience::Everyone, Some(1)).await;
+        hub.join(1, room, Viewer::Visitor, a_tx);
+        hub.join(2, room, Viewer::Visitor, b_tx);
+        hub.publish(room, out(1), Audience::Everyone, Some(1));
         assert_eq!(b.recv().await.and_then(|o| o.seq()), Some(1));
         assert!(a.try_recv().is_err());
 
@@ -327,8 +281,7 @@ mod tests {
                 admin: false,
             },
             own_tx,
-        )
-        .await;
+        );
         hub.join(
             4,
             Room::AgentFeed,
@@ -337,38 +290,81 @@ mod tests {
                 admin: false,
             },
             other_tx,
-        )
-        .await;
+        );
         hub.publish(
             Room::AgentFeed,
             out(2),
             Audience::OwnerOf(Some(owner)),
             None,
-        )
-        .await;
+        );
         assert_eq!(own.recv().await.and_then(|o| o.seq()), Some(2));
-        assert_eq!(hub.members(Room::AgentFeed).await, 2);
+        assert_eq!(hub.members(Room::AgentFeed), 2);
         assert!(other.try_recv().is_err());
     }
 
     #[tokio::test]
     async fn a_full_queue_evicts_only_that_member() {
         let evictions = IntCounter::new("t", "t").expect("valid metric");
-        let hub = HubHandle::spawn(evictions.clone());
+        let hub = HubHandle::new(evictions.clone());
         let room = Room::Conversation(ConversationId::new());
         let (slow_tx, mut slow) = mpsc::channel(1);
         let (fast_tx, mut fast) = mpsc::channel(8);
-        hub.join(1, room, Viewer::Visitor, slow_tx).await;
-        hub.join(2, room, Viewer::Visitor, fast_tx).await;
+        hub.join(1, room, Viewer::Visitor, slow_tx);
+        hub.join(2, room, Viewer::Visitor, fast_tx);
         for seq in 1..=3 {
-            hub.publish(room, out(seq), Audience::Everyone, None).await;
+            hub.publish(room, out(seq), Audience::Everyone, None);
         }
-        assert_eq!(hub.members(room).await, 1);
+        assert_eq!(hub.members(room), 1);
         assert_eq!(evictions.get(), 1);
         assert_eq!(slow.recv().await.and_then(|o| o.seq()), Some(1));
         assert!(slow.recv().await.is_none(), "evicted member's queue ends");
         for seq in 1..=3 {
             assert_eq!(fast.recv().await.and_then(|o| o.seq()), Some(seq));
         }
+    }
+
+    /// Publishers on several threads at once: every member gets every frame, and each
+    /// publisher's frames in the order it sent them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_publishers_lose_and_reorder_nothing() {
+        const PUBLISHERS: i64 = 4;
+        const EACH: i64 = 500;
+        let hub = HubHandle::new(IntCounter::new("t", "t").expect("valid metric"));
+        let room = Room::Conversation(ConversationId::new());
+        let mut members = Vec::new();
+        for conn in 1..=3 {
+            let (tx, rx) = mpsc::channel((PUBLISHERS * EACH) as usize);
+            hub.join(conn, room, Viewer::Visitor, tx);
+            members.push(rx);
+        }
+        let publishers: Vec<_> = (0..PUBLISHERS)
+            .map(|p| {
+                let hub = hub.clone();
+                tokio::spawn(async move {
+                    for i in 0..EACH {
+                        hub.publish(room, out(p * EACH + i), Audience::Everyone, None);
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for p in publishers {
+            p.await.expect("publisher");
+        }
+        for mut rx in members {
+            let mut last = vec![-1; PUBLISHERS as usize];
+            for _ in 0..PUBLISHERS * EACH {
+                let seq = rx.recv().await.and_then(|o| o.seq()).expect("a frame");
+                let p = (seq / EACH) as usize;
+                assert!(
+                    seq > last[p],
+                    "publisher {p} out of order: {seq} after {}",
+                    last[p]
+                );
+                last[p] = seq;
+            }
+            assert!(rx.try_recv().is_err(), "nothing more than was published");
+        }
+        assert_eq!(hub.members(room), 3);
     }
 }

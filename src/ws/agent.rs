@@ -73,8 +73,7 @@ async fn serve(state: &AppState, socket: &mut Socket) -> Ending {
             admin: agent.is_admin(),
         },
         tx,
-    )
-    .await;
+    );
     let welcome = ServerFrame::AgentWelcome {
         protocol: PROTOCOL_VERSION,
         agent_id: agent.id,
@@ -99,7 +98,7 @@ async fn serve(state: &AppState, socket: &mut Socket) -> Ending {
         }
         Err(ending) => ending,
     };
-    hub.leave_all(conn).await;
+    hub.leave_all(conn);
     ending
 }
 

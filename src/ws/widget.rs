@@ -79,7 +79,7 @@ async fn serve(state: &AppState, socket: &mut Socket) -> Ending {
     let conn = state.chat.hub().next_conn_id();
     let (tx, mut rx) = mpsc::channel(settings.outbound_queue);
     let room = Room::Conversation(conversation.id);
-    state.chat.hub().join(conn, room, Viewer::Visitor, tx).await;
+    state.chat.hub().join(conn, room, Viewer::Visitor, tx);
     let ending = converse(
         state,
         socket,
@@ -90,7 +90,7 @@ async fn serve(state: &AppState, socket: &mut Socket) -> Ending {
         last_seq.unwrap_or(0),
     )
     .await;
-    state.chat.hub().leave_all(conn).await;
+    state.chat.hub().leave_all(conn);
     ending
 }
 
