@@ -204,8 +204,15 @@ mod tests {
         let texts = ["Where is my refund?", "thanks, that fixed it :)", ""];
         let a = fast.embed_batch(&texts).expect("embeds");
         let b = portable.embed_batch(&texts).expect("embeds");
+        // f32 kernels differ from the portable one only in the order of additions; the bf16
+        // one rounds every dense layer's operands to 8 significant bits.
+        let bound = match Isa::detect() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Bf16 => 0.9999,
+            _ => 0.99999,
+        };
         for (x, y) in a.iter().zip(&b) {
-            assert!(x.cosine(y) > 0.99999, "{}", x.cosine(y));
+            assert!(x.cosine(y) > bound, "{}", x.cosine(y));
         }
     }
 }

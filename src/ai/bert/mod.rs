@@ -24,6 +24,11 @@ use crate::ai::tokenize::TokenBatch;
 /// Which kernels the encoder runs: chosen once at load from what the CPU offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Isa {
+    /// AVX-512 with its bfloat16 dot products: the dense layers multiply bf16 weights and
+    /// inputs, two products per lane, and add in f32 (attention and the rest as `Avx512`).
+    #[cfg(target_arch = "x86_64")]
+    Avx512Bf16,
+    /// AVX-512F: f16 panels widened to f32 in registers, all arithmetic f32.
     #[cfg(target_arch = "x86_64")]
     Avx512,
     /// AVX2 with FMA, no AVX-512: f32 panels and 256-bit kernels.
@@ -36,6 +41,9 @@ impl Isa {
     pub(crate) fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
+            if std::arch::is_x86_feature_detected!("avx512bf16") {
+                return Isa::Avx512Bf16;
+            }
             return Isa::Avx512;
         }
         #[cfg(target_arch = "x86_64")]
@@ -215,8 +223,8 @@ impl Bert {
         let (isa, eps) = (self.isa, self.eps);
         pool.split_rows(rows, self.hidden, &|_, rows| match isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx512` is only chosen after detecting AVX-512F at run time.
-            Isa::Avx512 => unsafe { layer_norm_avx512(rows, norm, eps) },
+            // SAFETY: both AVX-512 kinds are only chosen after detecting AVX-512F at run time.
+            Isa::Avx512 | Isa::Avx512Bf16 => unsafe { layer_norm_avx512(rows, norm, eps) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2` is only chosen after detecting AVX2 and FMA at run time.
             Isa::Avx2 => unsafe { layer_norm_avx2(rows, norm, eps) },
