@@ -243,16 +243,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let kb = KnowledgeBase::read(&dir)?;
             let store = open(&settings).await?;
             store.migrate().await.context("migration failed")?;
-            let report = store
-                .import_knowledge(&kb, |done, total| {
-                    let width = 40 * done / total.max(1);
-                    eprint!(
-                        "\r[{}{}] {done}/{total}",
-                        "#".repeat(width),
-                        " ".repeat(40 - width)
-                    );
-                })
-                .await?;
+            let rules = crate::automation::stored_rules(&store).await?;
+            let report = crate::knowledge::import(&store, &kb, &rules, |done, total| {
+                let width = 40 * done / total.max(1);
+                eprint!(
+                    "\r[{}{}] {done}/{total}",
+                    "#".repeat(width),
+                    " ".repeat(40 - width)
+                );
+            })
+            .await?;
             eprintln!();
             println!(
                 "articles: {} added, {} changed, {} removed; intents: {} added, {} changed, {} removed; coaching cards: {} added, {} changed, {} removed; {} unchanged",

@@ -13,8 +13,8 @@ use serde::Deserialize;
 
 use crate::ai::{AiError, Embedding, Engine, KnowledgeUpdate};
 use crate::escalation::Rule;
-use crate::kb::{Article, Intent, example_key};
-use crate::store::{Store, StoreError};
+use crate::kb::{Article, Intent, KnowledgeBase, example_key};
+use crate::store::{KbImport, Store, StoreError};
 
 /// Longest article id or intent name: ids appear in links and passage ids.
 const MAX_ID: usize = 100;
@@ -194,6 +194,43 @@ pub async fn put_intent(
     Ok((intent, created))
 }
 
+/// The problem with removing intent `name` while escalation `rules` test for it, if they do.
+fn rules_testing(rules: &[Rule], name: &str) -> Option<String> {
+    let testing: Vec<String> = rules
+        .iter()
+        .filter(|r| r.names_intent(name))
+        .map(|r| format!("`{}`", r.name()))
+        .collect();
+    (!testing.is_empty()).then(|| {
+        format!(
+            "escalation rules {} test for intent `{name}`: change them first",
+            testing.join(", ")
+        )
+    })
+}
+
+/// Makes the stored knowledge base equal to `kb` (see [`Store::import_knowledge`]). Refused,
+/// with nothing changed, when it would remove an intent that escalation `rules` test for: the
+/// rule would silently never fire again.
+pub async fn import(
+    store: &Store,
+    kb: &KnowledgeBase,
+    rules: &[Rule],
+    progress: impl FnMut(usize, usize),
+) -> Result<KbImport, KnowledgeError> {
+    let problems: Vec<String> = store
+        .intents()
+        .await?
+        .iter()
+        .filter(|stored| kb.intent(&stored.name).is_none())
+        .filter_map(|removed| rules_testing(rules, &removed.name))
+        .collect();
+    if !problems.is_empty() {
+        return Err(KnowledgeError::Invalid(problems));
+    }
+    Ok(store.import_knowledge(kb, progress).await?)
+}
+
 /// Removes the intent `name` from the database and from `engine`. Refused while articles list
 /// it or escalation `rules` test for it (the rule would silently never fire again), or when it
 /// is one of the last two.
@@ -226,17 +263,7 @@ pub async fn delete_intent(
             listing.join(", ")
         ));
     }
-    let testing: Vec<String> = rules
-        .iter()
-        .filter(|r| r.names_intent(name))
-        .map(|r| format!("`{}`", r.name()))
-        .collect();
-    if !testing.is_empty() {
-        problems.push(format!(
-            "escalation rules {} test for intent `{name}`: change them first",
-            testing.join(", ")
-        ));
-    }
+    problems.extend(rules_testing(rules, name));
     if !problems.is_empty() {
         return Err(KnowledgeError::Invalid(problems));
     }

@@ -9,4 +9,4 @@ mod rulebook;
 pub use bot::Bot;
 pub use desk::Desk;
 pub use routing::{assign_queued, candidates};
-pub use rulebook::{RuleBook, RuleBookError};
+pub use rulebook::{RuleBook, RuleBookError, stored as stored_rules};

@@ -42,7 +42,7 @@ impl RuleBook {
                     .await?;
             }
         }
-        let rules = checked(&store.rules().await?)?;
+        let rules = stored(&store).await?;
         Ok(Self {
             store,
             cache: Arc::new(RwLock::new((Instant::now(), Arc::new(rules)))),
@@ -61,7 +61,7 @@ impl RuleBook {
     }
 
     async fn reload(&self) -> Result<Arc<Vec<Rule>>, RuleBookError> {
-        let rules = Arc::new(checked(&self.store.rules().await?)?);
+        let rules = Arc::new(stored(&self.store).await?);
         *self.cache.write().await = (Instant::now(), rules.clone());
         Ok(rules)
     }
@@ -126,6 +126,12 @@ fn corrupt(e: serde_json::Error) -> RuleBookError {
 
 /// Stored rules were checked when saved; one that no longer parses (a newer binary's rule
 /// read by an older one) is reported rather than skipped.
+/// The stored rules in evaluation order, as they are (no defaults seeded): for tools such as
+/// `kb import` that only read them.
+pub async fn stored(store: &Store) -> Result<Vec<Rule>, RuleBookError> {
+    checked(&store.rules().await?)
+}
+
 fn checked(stored: &[StoredRule]) -> Result<Vec<Rule>, RuleBookError> {
     stored
         .iter()

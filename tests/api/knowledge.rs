@@ -7,6 +7,8 @@ use switchboard::kb::KnowledgeBase;
 use switchboard::store::KbImport;
 
 use switchboard::ai::retrieval::IndexSync;
+use switchboard::automation::RuleBook;
+use switchboard::knowledge::{self, KnowledgeError};
 use switchboard::startup::load_engine;
 use switchboard::store::Store;
 
@@ -17,6 +19,7 @@ on_both_backends!(
     importing_matches_the_folder_and_reports_changes,
     the_cli_imports_a_folder,
     a_changed_article_re_embeds_only_its_passages,
+    an_import_keeps_the_intents_rules_test_for,
 );
 
 fn shipped() -> KnowledgeBase {
@@ -146,6 +149,77 @@ async fn the_cli_imports_a_folder(backend: Backend) {
         .expect("the binary runs");
     assert!(!missing.status.success(), "a missing folder is an error");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read"));
+}
+
+/// `kb import` (`knowledge::import`) will not remove an intent an escalation rule tests for:
+/// refused whole, naming every rule and intent, and nothing changes; removing an intent no
+/// rule names goes through.
+async fn an_import_keeps_the_intents_rules_test_for(backend: Backend) {
+    let db = TestDatabase::new(backend).await;
+    let store = Store::connect(&db.url, 4).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let kb = shipped();
+    store
+        .import_knowledge(&kb, |_, _| {})
+        .await
+        .expect("imports");
+    let rules = RuleBook::load(store.clone())
+        .await
+        .expect("default rules")
+        .current()
+        .await
+        .expect("rules");
+    let revision = store.knowledge_revision().await.expect("a revision");
+
+    let mut without = kb.clone();
+    without
+        .intents
+        .retain(|i| i.name != "human_agent" && i.name != "account_hacked");
+    let refused = knowledge::import(&store, &without, &rules, |_, _| {}).await;
+    let Err(KnowledgeError::Invalid(problems)) = refused else {
+        panic!("expected a refusal, got {refused:?}");
+    };
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("`visitor-asks-for-human`") && p.contains("`human_agent`")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("`account-hacked`") && p.contains("`account_hacked`")),
+        "{problems:?}"
+    );
+    let stored = store.intents().await.expect("intents");
+    assert_eq!(stored.len(), kb.intents.len(), "nothing was removed");
+    assert_eq!(
+        store.knowledge_revision().await.expect("a revision"),
+        revision,
+        "nor the revision raised"
+    );
+
+    let unnamed = kb
+        .intents
+        .iter()
+        .map(|i| i.name.clone())
+        .find(|name| !rules.iter().any(|r| r.names_intent(name)))
+        .expect("an intent no rule tests for");
+    let mut smaller = kb.clone();
+    smaller.intents.retain(|i| i.name != unnamed);
+    let report = knowledge::import(&store, &smaller, &rules, |_, _| {})
+        .await
+        .expect("imports");
+    assert_eq!(report.intents_removed, 1);
+    assert!(
+        store
+            .intents()
+            .await
+            .expect("intents")
+            .iter()
+            .all(|i| i.name != unnamed)
+    );
 }
 
 /// Passage embeddings live in the database by the hash of their text, and the search index
