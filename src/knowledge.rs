@@ -91,7 +91,7 @@ pub async fn put_article(
     if article.title.is_empty() {
         problems.push("the title is empty".into());
     }
-    let intents: HashSet<String> = store.intents().await?.into_iter().map(|i| i.name).collect();
+    let intents = store.intent_names().await?;
     problems.extend(article.problems(|name| intents.contains(name)));
     if !problems.is_empty() {
         return Err(KnowledgeError::Invalid(problems));
@@ -219,11 +219,11 @@ pub async fn import(
     progress: impl FnMut(usize, usize),
 ) -> Result<KbImport, KnowledgeError> {
     let problems: Vec<String> = store
-        .intents()
+        .intent_names()
         .await?
         .iter()
-        .filter(|stored| kb.intent(&stored.name).is_none())
-        .filter_map(|removed| rules_testing(rules, &removed.name))
+        .filter(|name| kb.intent(name).is_none())
+        .filter_map(|removed| rules_testing(rules, removed))
         .collect();
     if !problems.is_empty() {
         return Err(KnowledgeError::Invalid(problems));

@@ -2,7 +2,6 @@
 //! held in memory, checked, for the message path. Another replica's edit is picked up within
 //! [`REFRESH`].
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -96,13 +95,7 @@ impl RuleBook {
 
     /// A rule may test only for intents the stored knowledge base has (any, while it has none).
     async fn check_intents(&self, rule: &Rule) -> Result<(), RuleBookError> {
-        let intents: HashSet<String> = self
-            .store
-            .intents()
-            .await?
-            .into_iter()
-            .map(|i| i.name)
-            .collect();
+        let intents = self.store.intent_names().await?;
         if !intents.is_empty() {
             rule.check_intents(|name| intents.contains(name))?;
         }
@@ -124,14 +117,14 @@ fn corrupt(e: serde_json::Error) -> RuleBookError {
     RuleBookError::Store(StoreError::Corrupt(format!("rule does not serialise: {e}")))
 }
 
-/// Stored rules were checked when saved; one that no longer parses (a newer binary's rule
-/// read by an older one) is reported rather than skipped.
 /// The stored rules in evaluation order, as they are (no defaults seeded): for tools such as
 /// `kb import` that only read them.
 pub async fn stored(store: &Store) -> Result<Vec<Rule>, RuleBookError> {
     checked(&store.rules().await?)
 }
 
+/// Stored rules were checked when saved; one that no longer parses (a newer binary's rule
+/// read by an older one) is reported rather than skipped.
 fn checked(stored: &[StoredRule]) -> Result<Vec<Rule>, RuleBookError> {
     stored
         .iter()

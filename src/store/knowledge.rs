@@ -4,6 +4,8 @@
 //! change also raises the knowledge base's revision in the same transaction, which each
 //! replica watches to bring its engine up to date.
 
+use std::collections::HashSet;
+
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
@@ -406,6 +408,14 @@ impl Store {
     pub async fn intents(&self) -> Result<Vec<Intent>, StoreError> {
         let mut conn = self.reader.acquire().await?;
         intent_rows(&mut conn).await
+    }
+
+    /// The stored intents' names, without their examples.
+    pub async fn intent_names(&self) -> Result<HashSet<String>, StoreError> {
+        let names: Vec<(String,)> = sqlx::query_as("SELECT name FROM intents")
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(names.into_iter().map(|(name,)| name).collect())
     }
 
     /// Stores `intent` under its name, replacing what was there; true when it is new.
