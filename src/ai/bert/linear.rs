@@ -65,23 +65,28 @@ fn even(k: usize) -> usize {
     k + k % 2
 }
 
+/// Pair `q` of a row of `k` values, as the bf16 kernel reads it: element `2q` rounded to bf16
+/// in the low half, `2q + 1` in the high half, and zero past `k` (the padding of an odd `k`).
+#[cfg(target_arch = "x86_64")]
+fn bf16_pair(row: &[f32], q: usize) -> u32 {
+    let bits = |p: usize| {
+        row.get(p)
+            .map_or(0, |&v| u32::from(half::bf16::from_f32(v).to_bits()))
+    };
+    bits(2 * q) | bits(2 * q + 1) << 16
+}
+
 /// Panels of `NR` columns of bf16 pairs, `even(k) / 2 × NR` each, from a row-major `n × k`
 /// matrix.
 #[cfg(target_arch = "x86_64")]
 fn pack_bf16_pairs(weight: &[f32], n: usize, k: usize) -> Vec<u32> {
-    let bits = |panel: usize, j: usize, p: usize| -> u32 {
-        if p < k {
-            u32::from(half::bf16::from_f32(weight[(panel * NR + j) * k + p]).to_bits())
-        } else {
-            0
-        }
-    };
     let pairs = even(k) / 2;
     let mut packed = vec![0u32; n / NR * pairs * NR];
     for (panel, dst) in packed.chunks_exact_mut(pairs * NR).enumerate() {
-        for q in 0..pairs {
-            for j in 0..NR {
-                dst[q * NR + j] = bits(panel, j, 2 * q) | bits(panel, j, 2 * q + 1) << 16;
+        for j in 0..NR {
+            let row = &weight[(panel * NR + j) * k..][..k];
+            for q in 0..pairs {
+                dst[q * NR + j] = bf16_pair(row, q);
             }
         }
     }
@@ -460,7 +465,7 @@ mod avx512bf16 {
     use std::arch::x86_64::*;
 
     use super::avx512::store;
-    use super::{MR, NR, even};
+    use super::{MR, NR, bf16_pair, even};
 
     /// `x` (`m × k` f32) rounded to bf16 (nearest, ties to even) and packed for [`tile`]:
     /// in blocks of [`MR`] rows (the last may be shorter), each block's bf16 pairs along `k`
@@ -491,12 +496,8 @@ mod avx512bf16 {
                         );
                     }
                 }
-                let bits = |p: usize| match src.get(p) {
-                    Some(&v) => u32::from(half::bf16::from_f32(v).to_bits()),
-                    None => 0,
-                };
                 for (q, pair) in row_pairs.iter_mut().enumerate().skip(whole / 2) {
-                    *pair = bits(2 * q) | bits(2 * q + 1) << 16;
+                    *pair = bf16_pair(src, q);
                 }
                 for (q, &pair) in row_pairs.iter().enumerate() {
                     packed[start + q * rows + r] = pair;
