@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::agents::create_agent;
 use crate::ai::intent::{
-    IntentHead, LabelledText, TrainOptions, calibrate, choose_threshold, data_hash, embed_examples,
+    Calibration, LabelledText, TrainOptions, choose_threshold, data_hash, embed_examples,
     evaluate as evaluate_intents, read_labelled_csv, train_calibrated,
 };
 use crate::ai::retrieval;
@@ -79,7 +79,8 @@ pub enum TrainCommand {
 pub enum EvalCommand {
     /// VADER alone, the head alone and the fused model on a `text,label` CSV (binary or 3-class).
     Sentiment(EvalSentimentArgs),
-    /// Train an intent head on one CSV, choose its out-of-scope threshold on another, test it
+    /// Train an intent head on one CSV as the server does (temperature and neighbour weight
+    /// chosen on a held-out fifth of it), choose its out-of-scope threshold on another, test it
     /// on a third.
     Intents(EvalIntentsArgs),
     /// Dense, BM25, reciprocal-rank and convex fusion on a JSON-lines corpus and queries.
@@ -372,12 +373,7 @@ fn train_intents(args: TrainIntentsArgs) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64(),
         args.out.display()
     );
-    println!(
-        "calibration on one example in five (probe head trained on the rest): temperature {:.2}",
-        calibration.temperature
-    );
-    println!("  before: {}", calibration.before.render());
-    println!("  after:  {}", calibration.after.render());
+    print_calibration(&calibration);
     Ok(())
 }
 
@@ -386,30 +382,25 @@ fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     let train_rows = read_labelled_csv(&args.train)?;
     let train_set = embed_examples(&embedder, &train_rows)?;
-    let mut head = IntentHead::train(&train_set, data_hash(&train_rows), TrainOptions::default())?;
+    let (mut head, calibration) =
+        train_calibrated(&train_set, data_hash(&train_rows), TrainOptions::default())?;
     let trained_s = start.elapsed().as_secs_f64();
     let test_set = embed_examples(&embedder, &read_labelled_csv(&args.test)?)?;
-    let uncalibrated_ece = evaluate_intents(&head, &test_set)?.ece;
     let validation = match &args.val {
         Some(val) => {
             let val_set = embed_examples(&embedder, &read_labelled_csv(val)?)?;
-            head.keep_anchors(&train_set)?;
-            calibrate(&mut head, &val_set)?;
             Some(choose_threshold(&mut head, &val_set, args.min_oos_recall)?)
         }
         None => None,
     };
     let test = evaluate_intents(&head, &test_set)?;
     println!(
-        "trained on {} examples ({} labels) in {trained_s:.1} s, embedding included",
+        "trained on {} examples ({} labels) in {trained_s:.1} s, embedding and calibration included",
         train_set.len(),
         head.info().labels.len()
     );
-    println!(
-        "out-of-scope threshold: {:.3}; softmax temperature {:.2} (fitted on the validation set; test ECE at temperature 1: {uncalibrated_ece:.4})",
-        head.info().threshold,
-        head.info().temperature
-    );
+    print_calibration(&calibration);
+    println!("out-of-scope threshold: {:.3}", head.info().threshold);
     if let Some(v) = &validation {
         println!("validation: {}", v.render());
     }
@@ -421,8 +412,9 @@ fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
             "labels": head.info().labels.len(),
             "threshold": head.info().threshold,
             "temperature": head.info().temperature,
-            "anchors": head.info().anchors,
-            "test_ece_at_temperature_1": uncalibrated_ece,
+            "neighbour_weight": head.info().neighbour_weight,
+            "neighbours": head.info().neighbours,
+            "calibration": calibration,
             "train_seconds": trained_s,
             "validation": validation,
             "test_metrics": test,
@@ -432,6 +424,16 @@ fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// What [`train_calibrated`] chose on the training set's held-out fifth, and how it did there.
+fn print_calibration(calibration: &Calibration) {
+    println!(
+        "on one example in five (probe head trained on the rest): temperature {:.2}, neighbour weight {:.1}",
+        calibration.temperature, calibration.neighbour_weight
+    );
+    println!("  network alone:     {}", calibration.before.render());
+    println!("  calibrated, mixed: {}", calibration.after.render());
 }
 
 fn eval_retrieval(args: EvalRetrievalArgs) -> anyhow::Result<()> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use switchboard::ai::intent::{
     IntentHead, LabelledText, OUT_OF_SCOPE, TrainOptions, choose_threshold, data_hash,
-    embed_examples, evaluate,
+    embed_examples, evaluate, train_calibrated,
 };
 use switchboard::ai::{Embedder, EmbedderOptions};
 
@@ -84,8 +84,12 @@ fn learns_intents_rejects_out_of_scope_and_round_trips() {
         head.predict(&refs).expect("predicts")
     );
 
-    head.keep_anchors(&train_set).expect("keeps anchors");
-    assert_eq!(head.info().anchors, 12, "the in-scope examples only");
+    head.keep_neighbours(&train_set).expect("keeps neighbours");
+    assert_eq!(
+        head.info().neighbours,
+        15,
+        "every example, out of scope too"
+    );
     let scores = head.scores(&refs).expect("scores");
     for (score, (embedding, label)) in scores.iter().zip(&test_set) {
         let nearest = train_set
@@ -108,8 +112,128 @@ fn learns_intents_rejects_out_of_scope_and_round_trips() {
             score.confidence
         );
     }
-    head.save(dir.path(), "anchored").expect("saves");
-    let loaded = IntentHead::load(dir.path(), "anchored").expect("loads");
-    assert_eq!(loaded.info().anchors, 12);
+
+    let network = head.probabilities(&refs).expect("probabilities");
+    head.set_neighbour_weight(1.0);
+    let votes = head.probabilities(&refs).expect("probabilities");
+    assert_ne!(votes, network, "the vote is not the network");
+    for row in &votes {
+        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
+    }
+    head.set_neighbour_weight(0.25);
+    let mixed = head.probabilities(&refs).expect("probabilities");
+    for ((m, n), v) in mixed
+        .iter()
+        .flatten()
+        .zip(network.iter().flatten())
+        .zip(votes.iter().flatten())
+    {
+        assert!(
+            (m - (0.75 * n + 0.25 * v)).abs() < 1e-5,
+            "{m} is not 0.75·{n} + 0.25·{v}"
+        );
+    }
+    let scores = head.scores(&refs).expect("scores");
+    head.save(dir.path(), "neighbours").expect("saves");
+    let loaded = IntentHead::load(dir.path(), "neighbours").expect("loads");
+    assert_eq!(loaded.info().neighbours, 15);
+    assert_eq!(loaded.info().neighbour_weight, 0.25);
     assert_eq!(loaded.scores(&refs).expect("scores"), scores);
+}
+
+#[test]
+fn the_neighbour_weight_is_chosen_on_held_out_examples() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let embedder = Embedder::load(root.join(Embedder::DEFAULT_DIR), EmbedderOptions::default())
+        .expect("the model in models/minilm loads");
+    let texts = [
+        (
+            "refund",
+            [
+                "I want my money back",
+                "please refund my last trip",
+                "I was overcharged, give me a refund",
+                "how do I get reimbursed for a ride",
+                "refund the fare of yesterday's trip",
+            ],
+        ),
+        (
+            "lost_item",
+            [
+                "I left my bag in the car",
+                "my phone is still in the driver's car",
+                "how do I get back something I forgot in a ride",
+                "I lost my wallet during my trip",
+                "my keys stayed in the taxi",
+            ],
+        ),
+        (
+            "human_agent",
+            [
+                "let me talk to a real person",
+                "I want to speak to an agent",
+                "connect me with a human please",
+                "can a support person call me",
+                "is there a human I can chat with",
+            ],
+        ),
+    ];
+    let train: Vec<LabelledText> = texts
+        .iter()
+        .flat_map(|(label, texts)| {
+            texts.iter().map(|text| LabelledText {
+                text: (*text).into(),
+                label: (*label).into(),
+            })
+        })
+        .collect();
+    let embedded = embed_examples(&embedder, &train).expect("embeds");
+    let (head, calibration) =
+        train_calibrated(&embedded, data_hash(&train), TrainOptions::default()).expect("trains");
+    assert_eq!(
+        head.info().neighbours,
+        15,
+        "the final head keeps every example"
+    );
+    assert_eq!(head.info().neighbour_weight, calibration.neighbour_weight);
+    assert!((0.0..=1.0).contains(&calibration.neighbour_weight));
+    assert_eq!(
+        calibration.after.examples, 3,
+        "one example in five of each intent"
+    );
+
+    // The criterion: of the weights tried, the chosen one gives held-out labels the highest
+    // probability. Here a head trained on the first four examples of each intent, with them as
+    // neighbours, chooses on the fifth.
+    let held: Vec<_> = embedded.iter().skip(4).step_by(5).cloned().collect();
+    let fit: Vec<_> = embedded
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 5 != 4)
+        .map(|(_, e)| e.clone())
+        .collect();
+    let mut probe =
+        IntentHead::train(&fit, data_hash(&train), TrainOptions::default()).expect("trains");
+    probe.keep_neighbours(&fit).expect("keeps neighbours");
+    let chosen = probe.choose_neighbour_weight(&held).expect("chooses");
+    let refs: Vec<_> = held.iter().map(|(e, _)| e).collect();
+    let mut nll = |weight: f32| -> f64 {
+        probe.set_neighbour_weight(weight);
+        let labels = probe.info().labels.clone();
+        probe
+            .probabilities(&refs)
+            .expect("probabilities")
+            .iter()
+            .zip(&held)
+            .map(|(p, (_, l))| -f64::from(p[labels.binary_search(l).expect("known")]).ln())
+            .sum()
+    };
+    let at_chosen = nll(chosen);
+    for step in 0..=10 {
+        let weight = step as f32 / 10.0;
+        assert!(
+            at_chosen <= nll(weight) + 1e-9,
+            "weight {weight} beats the chosen {chosen}"
+        );
+    }
 }

@@ -9,7 +9,7 @@ use crate::ai::AiError;
 use crate::ai::intent::IntentHead;
 
 /// Named for the way the head is trained: a head from an older way is never read.
-const HEAD_DIR: &str = "intent-head-calibrated";
+const HEAD_DIR: &str = "intent-head-neighbours";
 const HEAD_NAME: &str = "kb-intents";
 
 /// The cache only saves time: a cache that cannot be written (a read-only filesystem, a full

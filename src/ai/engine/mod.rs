@@ -253,6 +253,7 @@ fn train_head(
         examples = embedded.len(),
         secs = started.elapsed().as_secs_f64(),
         temperature = calibration.temperature,
+        neighbour_weight = calibration.neighbour_weight,
         held_out_accuracy = calibration.after.accuracy,
         ece_before = calibration.before.ece,
         ece_after = calibration.after.ece,

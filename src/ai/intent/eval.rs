@@ -51,8 +51,9 @@ pub fn expected_calibration_error(predictions: &[(f32, bool)]) -> f64 {
 const TEMPERATURES: std::ops::RangeInclusive<u32> = 10..=60;
 
 /// Fits the softmax temperature (0.5 to 3.0 in steps of 0.05) that minimises the negative
-/// log-likelihood of held-out examples whose labels the head knows, sets it on `head`, and
-/// returns it. Temperature scaling changes confidences, never which label is best.
+/// log-likelihood of held-out examples whose labels the head knows, with the network's softmax
+/// mixed with the neighbours' vote at the head's weight; sets it on `head` and returns it.
+/// Without neighbours, temperature scaling changes confidences, never which label is best.
 pub fn calibrate(head: &mut IntentHead, held_out: &[(Embedding, String)]) -> Result<f32, AiError> {
     let labels = &head.info().labels;
     let known: Vec<(&Embedding, usize)> = held_out
@@ -60,15 +61,20 @@ pub fn calibrate(head: &mut IntentHead, held_out: &[(Embedding, String)]) -> Res
         .filter_map(|(e, l)| labels.binary_search(l).ok().map(|i| (e, i)))
         .collect();
     let refs: Vec<&Embedding> = known.iter().map(|(e, _)| *e).collect();
-    let logits = head.raw_logits(&refs)?;
+    let (logits, votes) = head.logits_and_votes(&refs)?;
+    let weight = f64::from(head.info().neighbour_weight);
     let nll = |t: f32| -> f64 {
         logits
             .iter()
+            .enumerate()
             .zip(&known)
-            .map(|(row, (_, target))| {
+            .map(|((i, row), (_, target))| {
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let sum: f64 = row.iter().map(|z| f64::from((z - max) / t).exp()).sum();
-                sum.ln() - f64::from((row[*target] - max) / t)
+                let network = f64::from((row[*target] - max) / t).exp() / sum;
+                let vote = votes.as_ref().map_or(0.0, |v| f64::from(v[i][*target]));
+                let p = (1.0 - weight) * network + weight * vote;
+                -p.max(f64::MIN_POSITIVE).ln()
             })
             .sum()
     };

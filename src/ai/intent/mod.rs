@@ -1,10 +1,12 @@
 //! Intent classification with out-of-scope detection: a small candle-nn network over the
-//! sentence embedding, trained in seconds on a deployment's own examples. A text is out of
-//! scope when the head predicts the explicit out-of-scope label (if the training data has one)
-//! or when its scope score falls below a threshold chosen on validation data. The scope score
-//! is the best label's probability, times, when the head keeps its in-scope training
-//! embeddings ("anchors"), the cosine of the nearest one: a text far from every example of
-//! every intent is out of scope even when the softmax is sure of its best guess.
+//! sentence embedding, trained in seconds on a deployment's own examples, whose probabilities
+//! are mixed with a vote of the nearest training examples when the head keeps them
+//! ("neighbours"; the mixing weight is chosen on held-out examples). A text is out of scope
+//! when the head predicts the explicit out-of-scope label (if the training data has one) or
+//! when its scope score falls below a threshold chosen on validation data. The scope score is
+//! the best label's probability, times, for a head with neighbours, the cosine of the nearest
+//! in-scope one: a text far from every example of every intent is out of scope even when the
+//! softmax is sure of its best guess.
 
 mod data;
 mod eval;
@@ -23,6 +25,15 @@ use super::{AiError, EMBEDDING_DIM, Embedder, Embedding};
 
 /// The label the datasets (and the knowledge base) use for "none of the intents".
 pub const OUT_OF_SCOPE: &str = "oos";
+
+/// How many of the nearest training examples vote, and how fast a vote's weight falls with its
+/// cosine's distance below the nearest one's: `exp((cosine − best) / VOTE_SCALE)`. The values of
+/// the BANKING77 prototype in docs/ai-quality.md.
+const VOTERS: usize = 20;
+const VOTE_SCALE: f32 = 0.02;
+
+/// The neighbour weights [`IntentHead::choose_neighbour_weight`] tries: 0, 0.1, … 1.
+const NEIGHBOUR_WEIGHTS: std::ops::RangeInclusive<u8> = 0..=10;
 
 /// Unit-length embeddings have components of about `1/√384`; scaling them to unit variance
 /// lets the optimiser's default step sizes work.
@@ -63,7 +74,8 @@ impl Default for TrainOptions {
 pub struct Prediction {
     /// The intent, or `None` when the text is out of scope.
     pub intent: Option<String>,
-    /// The softmax probability of the best label, whether or not it was accepted.
+    /// The probability of the best label (see [`Score::confidence`]), whether or not it was
+    /// accepted.
     pub confidence: f32,
 }
 
@@ -72,10 +84,11 @@ pub struct Prediction {
 pub struct Score {
     /// Index of the best label in [`HeadInfo::labels`].
     pub best: usize,
-    /// Its softmax probability (calibrated by the temperature).
+    /// Its probability: the network's softmax at the head's temperature, mixed with the
+    /// neighbours' vote at the head's weight.
     pub confidence: f32,
     /// What the out-of-scope threshold is compared with: `confidence` times the cosine of the
-    /// nearest anchor, or `confidence` alone for a head without anchors.
+    /// nearest in-scope neighbour, or `confidence` alone for a head without neighbours.
     pub scope: f32,
 }
 
@@ -93,9 +106,12 @@ pub struct HeadInfo {
     /// Softmax temperature fitted on held-out data so confidences are calibrated (1: none).
     #[serde(default = "no_temperature")]
     pub temperature: f32,
-    /// How many in-scope training embeddings the head keeps for its scope score (0: none).
+    /// How many training embeddings the head keeps for the vote and the scope score (0: none).
     #[serde(default)]
-    pub anchors: usize,
+    pub neighbours: usize,
+    /// The neighbours' vote's share of the probabilities (0: the network's alone).
+    #[serde(default)]
+    pub neighbour_weight: f32,
 }
 
 fn no_temperature() -> f32 {
@@ -108,12 +124,32 @@ pub struct IntentHead {
     varmap: VarMap,
     hidden: Linear,
     output: Linear,
-    /// In-scope training embeddings, one unit-length row each (see [`Score::scope`]).
-    anchors: Option<Tensor>,
+    neighbours: Option<Neighbours>,
 }
 
-/// The name of the anchors in the head's safetensors file.
-const ANCHORS: &str = "anchors";
+/// The training examples a head keeps, for the vote and the scope score.
+struct Neighbours {
+    /// One unit-length embedding per row.
+    rows: Tensor,
+    /// Each row's label, an index into [`HeadInfo::labels`].
+    labels: Vec<u32>,
+}
+
+/// The names of the neighbours in the head's safetensors file.
+const NEIGHBOURS: &str = "neighbours";
+const NEIGHBOUR_LABELS: &str = "neighbour_labels";
+
+/// One row of label probabilities (or logits) per embedding.
+type Rows = Vec<Vec<f32>>;
+
+/// What the probabilities are mixed from, computed once per batch of embeddings.
+struct Parts {
+    /// The network's softmax at the head's temperature, one row per embedding.
+    network: Rows,
+    /// The neighbours' vote (rows summing to 1) and the cosine of the nearest in-scope
+    /// neighbour, per embedding; `None` for a head without neighbours.
+    neighbours: Option<(Rows, Vec<f32>)>,
+}
 
 fn network(varmap: &VarMap, hidden: usize, labels: usize) -> Result<(Linear, Linear), AiError> {
     let vb = VarBuilder::from_varmap(varmap, DType::F32, &Device::Cpu);
@@ -204,33 +240,78 @@ impl IntentHead {
             options,
             validation: None,
             temperature: 1.0,
-            anchors: 0,
+            neighbours: 0,
+            neighbour_weight: 0.0,
         };
         Ok(Self {
             info,
             varmap,
             hidden,
             output,
-            anchors: None,
+            neighbours: None,
         })
     }
 
-    /// Keeps the in-scope examples' embeddings as anchors for the scope score. Worth it where
-    /// out-of-scope texts must be told apart (the threshold is then chosen with them);
-    /// a head that never refuses, such as sentiment's, has no use for them.
-    pub fn keep_anchors(&mut self, examples: &[(Embedding, String)]) -> Result<(), AiError> {
-        let in_scope: Vec<&Embedding> = examples
+    /// Keeps the embeddings of the examples whose label the head knows, for the neighbours'
+    /// vote (see [`Self::set_neighbour_weight`]) and the scope score. Worth it for intents;
+    /// sentiment's head has no use for them.
+    pub fn keep_neighbours(&mut self, examples: &[(Embedding, String)]) -> Result<(), AiError> {
+        let (embeddings, labels): (Vec<&Embedding>, Vec<u32>) = examples
             .iter()
-            .filter(|(_, l)| l != OUT_OF_SCOPE)
-            .map(|(e, _)| e)
-            .collect();
-        self.info.anchors = in_scope.len();
-        self.anchors = if in_scope.is_empty() {
+            .filter_map(|(e, l)| {
+                let label = self.info.labels.binary_search(l).ok()?;
+                Some((e, label as u32))
+            })
+            .unzip();
+        self.info.neighbours = labels.len();
+        self.neighbours = if labels.is_empty() {
             None
         } else {
-            Some(rows(&in_scope)?)
+            Some(Neighbours {
+                rows: rows(&embeddings)?,
+                labels,
+            })
         };
         Ok(())
+    }
+
+    /// Sets the neighbours' vote's share of the probabilities, in `[0, 1]`.
+    pub fn set_neighbour_weight(&mut self, weight: f32) {
+        self.info.neighbour_weight = weight.clamp(0.0, 1.0);
+    }
+
+    /// Chooses the neighbour weight (0, 0.1, … 1) under which the held-out examples' labels are
+    /// the most probable (the lowest negative log-likelihood: right labels, and confidences
+    /// that can be trusted), the smallest among equals, and sets it. Without neighbours it
+    /// stays 0.
+    pub fn choose_neighbour_weight(
+        &mut self,
+        held_out: &[(Embedding, String)],
+    ) -> Result<f32, AiError> {
+        let known: Vec<(&Embedding, usize)> = held_out
+            .iter()
+            .filter_map(|(e, l)| self.info.labels.binary_search(l).ok().map(|i| (e, i)))
+            .collect();
+        let refs: Vec<&Embedding> = known.iter().map(|(e, _)| *e).collect();
+        let parts = self.parts(&refs)?;
+        if parts.neighbours.is_none() || known.is_empty() {
+            return Ok(self.info.neighbour_weight);
+        }
+        let nll = |weight: f32| -> f64 {
+            Self::mixed(&parts, weight)
+                .iter()
+                .zip(&known)
+                .map(|(p, (_, label))| -f64::from(p[*label]).max(f64::MIN_POSITIVE).ln())
+                .sum()
+        };
+        let best = NEIGHBOUR_WEIGHTS
+            .map(|step| f32::from(step) / 10.0)
+            .map(|weight| (weight, nll(weight)))
+            .fold((0.0, f64::INFINITY), |best, tried| {
+                if tried.1 < best.1 { tried } else { best }
+            });
+        self.set_neighbour_weight(best.0);
+        Ok(best.0)
     }
 
     pub fn info(&self) -> &HeadInfo {
@@ -254,60 +335,129 @@ impl IntentHead {
         h.and_then(|h| self.output.forward(&h)).map_err(candle)
     }
 
-    /// The softmax over the labels at the head's temperature, one row per embedding.
+    /// The network's softmax over the labels at the head's temperature, one row per embedding.
     fn softmax(&self, embeddings: &[&Embedding]) -> Result<Tensor, AiError> {
         let logits =
             (self.logits(embeddings)? / f64::from(self.info.temperature)).map_err(candle)?;
         candle_nn::ops::softmax(&logits, D::Minus1).map_err(candle)
     }
 
-    /// Raw logits, one row per embedding (for calibration).
-    pub(crate) fn raw_logits(&self, embeddings: &[&Embedding]) -> Result<Vec<Vec<f32>>, AiError> {
+    /// Raw logits and, for a head with neighbours, their vote, one row per embedding (for
+    /// calibration).
+    pub(crate) fn logits_and_votes(
+        &self,
+        embeddings: &[&Embedding],
+    ) -> Result<(Rows, Option<Rows>), AiError> {
         if embeddings.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
-        self.logits(embeddings)?.to_vec2().map_err(candle)
+        let logits = self.logits(embeddings)?.to_vec2().map_err(candle)?;
+        let votes = match &self.neighbours {
+            Some(n) => Some(self.votes(n, embeddings)?.0),
+            None => None,
+        };
+        Ok((logits, votes))
+    }
+
+    /// The neighbours' vote and the cosine of the nearest in-scope neighbour, per embedding.
+    fn votes(
+        &self,
+        n: &Neighbours,
+        embeddings: &[&Embedding],
+    ) -> Result<(Rows, Vec<f32>), AiError> {
+        let cosines: Vec<Vec<f32>> = rows(embeddings)?
+            .matmul(&n.rows.t().map_err(candle)?)
+            .and_then(|c| c.to_vec2())
+            .map_err(candle)?;
+        let oos = self
+            .info
+            .labels
+            .binary_search_by(|l| l.as_str().cmp(OUT_OF_SCOPE));
+        let in_scope = |label: u32| oos != Ok(label as usize);
+        let votes = cosines
+            .iter()
+            .map(|c| vote(c, &n.labels, self.info.labels.len()))
+            .collect();
+        let nearest = cosines
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .zip(&n.labels)
+                    .filter(|(_, l)| in_scope(**l))
+                    .map(|(c, _)| *c)
+                    .fold(0.0f32, f32::max)
+            })
+            .collect();
+        Ok((votes, nearest))
+    }
+
+    fn parts(&self, embeddings: &[&Embedding]) -> Result<Parts, AiError> {
+        if embeddings.is_empty() {
+            return Ok(Parts {
+                network: Vec::new(),
+                neighbours: None,
+            });
+        }
+        let network = self.softmax(embeddings)?.to_vec2().map_err(candle)?;
+        let neighbours = match &self.neighbours {
+            Some(n) => Some(self.votes(n, embeddings)?),
+            None => None,
+        };
+        Ok(Parts {
+            network,
+            neighbours,
+        })
+    }
+
+    /// The probabilities mixed at `weight`, one row per embedding.
+    fn mixed(parts: &Parts, weight: f32) -> Rows {
+        match &parts.neighbours {
+            Some((votes, _)) if weight > 0.0 => parts
+                .network
+                .iter()
+                .zip(votes)
+                .map(|(p, v)| {
+                    p.iter()
+                        .zip(v)
+                        .map(|(p, v)| (1.0 - weight) * p + weight * v)
+                        .collect()
+                })
+                .collect(),
+            _ => parts.network.clone(),
+        }
+    }
+
+    fn mix(&self, parts: &Parts, weight: f32) -> Vec<Score> {
+        let nearest = parts.neighbours.as_ref().map(|(_, n)| n);
+        Self::mixed(parts, weight)
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (best, confidence) = p
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .fold((0, f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+                let cosine = nearest.map_or(1.0, |n| n[i]);
+                Score {
+                    best,
+                    confidence,
+                    scope: confidence * cosine.max(0.0),
+                }
+            })
+            .collect()
     }
 
     /// Every label's probability for each embedding, in the order of [`HeadInfo::labels`].
     pub fn probabilities(&self, embeddings: &[&Embedding]) -> Result<Vec<Vec<f32>>, AiError> {
-        if embeddings.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.softmax(embeddings)?.to_vec2().map_err(candle)
+        let parts = self.parts(embeddings)?;
+        Ok(Self::mixed(&parts, self.info.neighbour_weight))
     }
 
     /// Each embedding's best label, probability and scope score, before any threshold.
     pub fn scores(&self, embeddings: &[&Embedding]) -> Result<Vec<Score>, AiError> {
-        if embeddings.is_empty() {
-            return Ok(Vec::new());
-        }
-        let probs = self.softmax(embeddings)?;
-        let best = probs.argmax(D::Minus1).and_then(|b| b.to_vec1::<u32>());
-        let top = probs.max(D::Minus1).and_then(|p| p.to_vec1::<f32>());
-        let (best, top) = (best.map_err(candle)?, top.map_err(candle)?);
-        let nearest = match &self.anchors {
-            Some(anchors) => {
-                let cosines = rows(embeddings)?
-                    .matmul(&anchors.t().map_err(candle)?)
-                    .map_err(candle)?;
-                cosines
-                    .max(D::Minus1)
-                    .and_then(|c| c.to_vec1::<f32>())
-                    .map_err(candle)?
-            }
-            None => vec![1.0; embeddings.len()],
-        };
-        Ok(best
-            .into_iter()
-            .zip(top)
-            .zip(nearest)
-            .map(|((best, confidence), cosine)| Score {
-                best: best as usize,
-                confidence,
-                scope: confidence * cosine.max(0.0),
-            })
-            .collect())
+        let parts = self.parts(embeddings)?;
+        Ok(self.mix(&parts, self.info.neighbour_weight))
     }
 
     /// Predicts each embedding's intent, or out of scope.
@@ -328,7 +478,7 @@ impl IntentHead {
         (score.scope >= self.info.threshold && label != OUT_OF_SCOPE).then_some(label)
     }
 
-    /// Writes `NAME.safetensors` (the weights and any anchors) and `NAME.json` (labels,
+    /// Writes `NAME.safetensors` (the weights and any neighbours) and `NAME.json` (labels,
     /// threshold, data hash, options, validation figures) into `dir`.
     pub fn save(&self, dir: &Path, name: &str) -> Result<(), AiError> {
         let io = |path: &Path| {
@@ -344,8 +494,10 @@ impl IntentHead {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
             .collect();
-        if let Some(anchors) = &self.anchors {
-            tensors.insert(ANCHORS.to_owned(), anchors.clone());
+        if let Some(n) = &self.neighbours {
+            let labels = Tensor::new(n.labels.as_slice(), &Device::Cpu).map_err(candle)?;
+            tensors.insert(NEIGHBOURS.to_owned(), n.rows.clone());
+            tensors.insert(NEIGHBOUR_LABELS.to_owned(), labels);
         }
         candle_core::safetensors::save(&tensors, dir.join(format!("{name}.safetensors")))
             .map_err(candle)?;
@@ -370,20 +522,31 @@ impl IntentHead {
         let mut varmap = VarMap::new();
         let (hidden, output) = network(&varmap, info.options.hidden, info.labels.len())?;
         varmap.load(&weights).map_err(candle)?;
-        let anchors = if info.anchors > 0 {
+        let neighbours = if info.neighbours > 0 {
             let mut tensors =
                 candle_core::safetensors::load(&weights, &Device::Cpu).map_err(candle)?;
-            let anchors = tensors
-                .remove(ANCHORS)
-                .filter(|a| a.dims() == [info.anchors, EMBEDDING_DIM])
-                .ok_or_else(|| AiError::InvalidModel {
-                    path: weights.clone(),
-                    reason: format!(
-                        "{} anchors of {EMBEDDING_DIM} values are missing",
-                        info.anchors
-                    ),
-                })?;
-            Some(anchors)
+            let rows = tensors
+                .remove(NEIGHBOURS)
+                .filter(|a| a.dims() == [info.neighbours, EMBEDDING_DIM]);
+            let labels = tensors
+                .remove(NEIGHBOUR_LABELS)
+                .and_then(|l| l.to_vec1::<u32>().ok())
+                .filter(|l| {
+                    l.len() == info.neighbours
+                        && l.iter().all(|&i| (i as usize) < info.labels.len())
+                });
+            match (rows, labels) {
+                (Some(rows), Some(labels)) => Some(Neighbours { rows, labels }),
+                _ => {
+                    return Err(AiError::InvalidModel {
+                        path: weights,
+                        reason: format!(
+                            "{} neighbours of {EMBEDDING_DIM} values with their labels are missing",
+                            info.neighbours
+                        ),
+                    });
+                }
+            }
         } else {
             None
         };
@@ -392,24 +555,50 @@ impl IntentHead {
             varmap,
             hidden,
             output,
-            anchors,
+            neighbours,
         })
     }
+}
+
+/// The nearest [`VOTERS`] neighbours' vote over `classes` labels, from one embedding's cosines
+/// to every neighbour.
+fn vote(cosines: &[f32], labels: &[u32], classes: usize) -> Vec<f32> {
+    let mut order: Vec<usize> = (0..cosines.len()).collect();
+    let k = VOTERS.min(order.len());
+    if k < order.len() {
+        order.select_nth_unstable_by(k - 1, |a, b| cosines[*b].total_cmp(&cosines[*a]));
+    }
+    let nearest = &order[..k];
+    let best = nearest
+        .iter()
+        .map(|&i| cosines[i])
+        .fold(f32::NEG_INFINITY, f32::max);
+    let mut votes = vec![0.0f32; classes];
+    for &i in nearest {
+        votes[labels[i] as usize] += ((cosines[i] - best) / VOTE_SCALE).exp();
+    }
+    let total: f32 = votes.iter().sum();
+    votes.iter_mut().for_each(|v| *v /= total);
+    votes
 }
 
 /// How a head trained by [`train_calibrated`] was calibrated.
 #[derive(Clone, Debug, Serialize)]
 pub struct Calibration {
     pub temperature: f32,
-    /// Held-out figures of the probe head before temperature scaling, and after.
+    /// The neighbours' vote's share, chosen on the same held-out examples.
+    pub neighbour_weight: f32,
+    /// Held-out figures of the probe head before temperature scaling and the neighbours'
+    /// vote (the network alone), and after both.
     pub before: Metrics,
     pub after: Metrics,
 }
 
 /// Trains a head whose confidences are calibrated, with no separate validation data: a probe
-/// head trained on four examples in five fits the temperature on the fifth (every fifth
-/// example of each intent, so the split does not depend on the order of the intents), then
-/// the head is trained on everything and given that temperature.
+/// head trained on four examples in five, with those as its neighbours, fits the temperature,
+/// then the neighbour weight, then the temperature again for the mixture, on the fifth (every fifth example of each intent, so the split
+/// does not depend on the order of the intents); then the head is trained on everything, keeps
+/// every example as a neighbour, and is given that temperature and weight.
 pub fn train_calibrated(
     examples: &[(Embedding, String)],
     hash: String,
@@ -417,16 +606,22 @@ pub fn train_calibrated(
 ) -> Result<(IntentHead, Calibration), AiError> {
     let (fit, held) = every_fifth_of_each_label(examples);
     let mut probe = IntentHead::train(&fit, hash.clone(), options.clone())?;
+    probe.keep_neighbours(&fit)?;
     let before = evaluate(&probe, &held)?;
+    calibrate(&mut probe, &held)?;
+    let neighbour_weight = probe.choose_neighbour_weight(&held)?;
     let temperature = calibrate(&mut probe, &held)?;
     let after = evaluate(&probe, &held)?;
     let mut head = IntentHead::train(examples, hash, options)?;
+    head.keep_neighbours(examples)?;
     head.set_temperature(temperature);
+    head.set_neighbour_weight(neighbour_weight);
     head.set_threshold(0.0, Some(after.clone()));
     Ok((
         head,
         Calibration {
             temperature,
+            neighbour_weight,
             before,
             after,
         },
@@ -504,5 +699,33 @@ impl SplitMix {
             .collect();
         let mask = Tensor::from_vec(mask, h.shape(), &Device::Cpu).map_err(candle)?;
         (h * mask).map_err(candle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_nearest_neighbours_vote_weighted_by_their_distance_to_the_best() {
+        // Twenty-five neighbours: the five farthest (label 2) are not among the twenty nearest.
+        let mut cosines = vec![0.5f32; 25];
+        let mut labels = vec![1u32; 25];
+        cosines[0] = 0.52;
+        labels[0] = 0;
+        for i in 20..25 {
+            cosines[i] = 0.1;
+            labels[i] = 2;
+        }
+        let votes = vote(&cosines, &labels, 3);
+        let far = 19.0 * ((0.5f32 - 0.52) / VOTE_SCALE).exp();
+        assert!((votes[0] - 1.0 / (1.0 + far)).abs() < 1e-6, "{votes:?}");
+        assert!((votes[1] - far / (1.0 + far)).abs() < 1e-6, "{votes:?}");
+        assert_eq!(votes[2], 0.0, "the farthest five do not vote");
+        let close = vote(&[0.80, 0.795, 0.79], &[0, 1, 1], 2);
+        assert!(
+            close[1] > close[0],
+            "two close neighbours outvote one a little closer"
+        );
     }
 }
