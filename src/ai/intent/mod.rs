@@ -282,8 +282,8 @@ impl IntentHead {
 
     /// Chooses the neighbour weight (0, 0.1, … 1) under which the held-out examples' labels are
     /// the most probable (the lowest negative log-likelihood: right labels, and confidences
-    /// that can be trusted), the smallest among equals, and sets it. Without neighbours it
-    /// stays 0.
+    /// that can be trusted), the smallest among equals, and sets it. A head without neighbours,
+    /// or without held-out examples of labels it knows, keeps the weight it has.
     pub fn choose_neighbour_weight(
         &mut self,
         held_out: &[(Embedding, String)],
