@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{IntentHead, OUT_OF_SCOPE, Score};
+use super::{IntentHead, OUT_OF_SCOPE, Score, nll};
 use crate::ai::{AiError, Embedding};
 
 /// Figures of a head on one labelled set; `oos_*` are `None` when the set has no
@@ -55,34 +55,14 @@ const TEMPERATURES: std::ops::RangeInclusive<u32> = 10..=60;
 /// mixed with the neighbours' vote at the head's weight; sets it on `head` and returns it.
 /// Without neighbours, temperature scaling changes confidences, never which label is best.
 pub fn calibrate(head: &mut IntentHead, held_out: &[(Embedding, String)]) -> Result<f32, AiError> {
-    let labels = &head.info().labels;
-    let known: Vec<(&Embedding, usize)> = held_out
-        .iter()
-        .filter_map(|(e, l)| labels.binary_search(l).ok().map(|i| (e, i)))
-        .collect();
-    let refs: Vec<&Embedding> = known.iter().map(|(e, _)| *e).collect();
-    let (logits, votes) = head.logits_and_votes(&refs)?;
-    let weight = f64::from(head.info().neighbour_weight);
-    let nll = |t: f32| -> f64 {
-        logits
-            .iter()
-            .enumerate()
-            .zip(&known)
-            .map(|((i, row), (_, target))| {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let sum: f64 = row.iter().map(|z| f64::from((z - max) / t).exp()).sum();
-                let network = f64::from((row[*target] - max) / t).exp() / sum;
-                let vote = votes.as_ref().map_or(0.0, |v| f64::from(v[i][*target]));
-                let p = (1.0 - weight) * network + weight * vote;
-                -p.max(f64::MIN_POSITIVE).ln()
-            })
-            .sum()
-    };
+    let (parts, targets) = head.held_out_parts(held_out)?;
+    let weight = head.info().neighbour_weight;
+    let at = |t: f32| nll(&parts, &targets, t, weight);
     let best = TEMPERATURES
         .map(|step| step as f32 * 0.05)
-        .min_by(|a, b| nll(*a).total_cmp(&nll(*b)))
+        .min_by(|a, b| at(*a).total_cmp(&at(*b)))
         .unwrap_or(1.0);
-    let temperature = if known.is_empty() { 1.0 } else { best };
+    let temperature = if targets.is_empty() { 1.0 } else { best };
     head.set_temperature(temperature);
     Ok(temperature)
 }

@@ -14,7 +14,7 @@ mod eval;
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{Linear, Module, Optimizer, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
@@ -144,8 +144,8 @@ type Rows = Vec<Vec<f32>>;
 
 /// What the probabilities are mixed from, computed once per batch of embeddings.
 struct Parts {
-    /// The network's softmax at the head's temperature, one row per embedding.
-    network: Rows,
+    /// The network's logits, one row per embedding.
+    logits: Rows,
     /// The neighbours' vote (rows summing to 1) and the cosine of the nearest in-scope
     /// neighbour, per embedding; `None` for a head without neighbours.
     neighbours: Option<(Rows, Vec<f32>)>,
@@ -288,25 +288,14 @@ impl IntentHead {
         &mut self,
         held_out: &[(Embedding, String)],
     ) -> Result<f32, AiError> {
-        let known: Vec<(&Embedding, usize)> = held_out
-            .iter()
-            .filter_map(|(e, l)| self.info.labels.binary_search(l).ok().map(|i| (e, i)))
-            .collect();
-        let refs: Vec<&Embedding> = known.iter().map(|(e, _)| *e).collect();
-        let parts = self.parts(&refs)?;
-        if parts.neighbours.is_none() || known.is_empty() {
+        let (parts, targets) = self.held_out_parts(held_out)?;
+        if parts.neighbours.is_none() || targets.is_empty() {
             return Ok(self.info.neighbour_weight);
         }
-        let nll = |weight: f32| -> f64 {
-            Self::mixed(&parts, weight)
-                .iter()
-                .zip(&known)
-                .map(|(p, (_, label))| -f64::from(p[*label]).max(f64::MIN_POSITIVE).ln())
-                .sum()
-        };
+        let temperature = self.info.temperature;
         let best = NEIGHBOUR_WEIGHTS
             .map(|step| f32::from(step) / 10.0)
-            .map(|weight| (weight, nll(weight)))
+            .map(|weight| (weight, nll(&parts, &targets, temperature, weight)))
             .fold((0.0, f64::INFINITY), |best, tried| {
                 if tried.1 < best.1 { tried } else { best }
             });
@@ -335,28 +324,17 @@ impl IntentHead {
         h.and_then(|h| self.output.forward(&h)).map_err(candle)
     }
 
-    /// The network's softmax over the labels at the head's temperature, one row per embedding.
-    fn softmax(&self, embeddings: &[&Embedding]) -> Result<Tensor, AiError> {
-        let logits =
-            (self.logits(embeddings)? / f64::from(self.info.temperature)).map_err(candle)?;
-        candle_nn::ops::softmax(&logits, D::Minus1).map_err(candle)
-    }
-
-    /// Raw logits and, for a head with neighbours, their vote, one row per embedding (for
-    /// calibration).
-    pub(crate) fn logits_and_votes(
+    /// The held-out examples whose label the head knows: their parts, and each one's label
+    /// index (for [`nll`]).
+    fn held_out_parts(
         &self,
-        embeddings: &[&Embedding],
-    ) -> Result<(Rows, Option<Rows>), AiError> {
-        if embeddings.is_empty() {
-            return Ok((Vec::new(), None));
-        }
-        let logits = self.logits(embeddings)?.to_vec2().map_err(candle)?;
-        let votes = match &self.neighbours {
-            Some(n) => Some(self.votes(n, embeddings)?.0),
-            None => None,
-        };
-        Ok((logits, votes))
+        held_out: &[(Embedding, String)],
+    ) -> Result<(Parts, Vec<usize>), AiError> {
+        let (refs, targets): (Vec<&Embedding>, Vec<usize>) = held_out
+            .iter()
+            .filter_map(|(e, l)| self.info.labels.binary_search(l).ok().map(|i| (e, i)))
+            .unzip();
+        Ok((self.parts(&refs)?, targets))
     }
 
     /// The neighbours' vote and the cosine of the nearest in-scope neighbour, per embedding.
@@ -394,42 +372,48 @@ impl IntentHead {
     fn parts(&self, embeddings: &[&Embedding]) -> Result<Parts, AiError> {
         if embeddings.is_empty() {
             return Ok(Parts {
-                network: Vec::new(),
+                logits: Vec::new(),
                 neighbours: None,
             });
         }
-        let network = self.softmax(embeddings)?.to_vec2().map_err(candle)?;
+        let logits = self.logits(embeddings)?.to_vec2().map_err(candle)?;
         let neighbours = match &self.neighbours {
             Some(n) => Some(self.votes(n, embeddings)?),
             None => None,
         };
-        Ok(Parts {
-            network,
-            neighbours,
-        })
+        Ok(Parts { logits, neighbours })
     }
 
-    /// The probabilities mixed at `weight`, one row per embedding.
-    fn mixed(parts: &Parts, weight: f32) -> Rows {
-        match &parts.neighbours {
-            Some((votes, _)) if weight > 0.0 => parts
-                .network
-                .iter()
-                .zip(votes)
-                .map(|(p, v)| {
-                    p.iter()
-                        .zip(v)
-                        .map(|(p, v)| (1.0 - weight) * p + weight * v)
-                        .collect()
-                })
-                .collect(),
-            _ => parts.network.clone(),
-        }
+    /// The network's softmax at `temperature` mixed with the vote at `weight`, one row per
+    /// embedding.
+    fn mixed(parts: &Parts, temperature: f32, weight: f32) -> Rows {
+        let votes = parts.neighbours.as_ref().map(|(v, _)| v);
+        parts
+            .logits
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let exp: Vec<f32> = row
+                    .iter()
+                    .map(|z| ((z - max) / temperature).exp())
+                    .collect();
+                let sum: f32 = exp.iter().sum();
+                match votes {
+                    Some(v) if weight > 0.0 => exp
+                        .iter()
+                        .zip(&v[i])
+                        .map(|(e, v)| (1.0 - weight) * e / sum + weight * v)
+                        .collect(),
+                    _ => exp.iter().map(|e| e / sum).collect(),
+                }
+            })
+            .collect()
     }
 
-    fn mix(&self, parts: &Parts, weight: f32) -> Vec<Score> {
+    fn scores_of(&self, parts: &Parts) -> Vec<Score> {
         let nearest = parts.neighbours.as_ref().map(|(_, n)| n);
-        Self::mixed(parts, weight)
+        Self::mixed(parts, self.info.temperature, self.info.neighbour_weight)
             .iter()
             .enumerate()
             .map(|(i, p)| {
@@ -451,13 +435,17 @@ impl IntentHead {
     /// Every label's probability for each embedding, in the order of [`HeadInfo::labels`].
     pub fn probabilities(&self, embeddings: &[&Embedding]) -> Result<Vec<Vec<f32>>, AiError> {
         let parts = self.parts(embeddings)?;
-        Ok(Self::mixed(&parts, self.info.neighbour_weight))
+        Ok(Self::mixed(
+            &parts,
+            self.info.temperature,
+            self.info.neighbour_weight,
+        ))
     }
 
     /// Each embedding's best label, probability and scope score, before any threshold.
     pub fn scores(&self, embeddings: &[&Embedding]) -> Result<Vec<Score>, AiError> {
         let parts = self.parts(embeddings)?;
-        Ok(self.mix(&parts, self.info.neighbour_weight))
+        Ok(self.scores_of(&parts))
     }
 
     /// Predicts each embedding's intent, or out of scope.
@@ -560,6 +548,30 @@ impl IntentHead {
     }
 }
 
+/// The negative log-likelihood of the `targets` (one label index per row of `parts`) under the
+/// network's softmax at `temperature` mixed with the vote at `weight`, in f64 so that a far
+/// wrong label's probability does not round to zero.
+fn nll(parts: &Parts, targets: &[usize], temperature: f32, weight: f32) -> f64 {
+    let (t, w) = (f64::from(temperature), f64::from(weight));
+    parts
+        .logits
+        .iter()
+        .zip(targets)
+        .enumerate()
+        .map(|(i, (row, &target))| {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let scaled = |z: f32| f64::from(z - max) / t;
+            let sum: f64 = row.iter().map(|&z| scaled(z).exp()).sum();
+            let network = scaled(row[target]).exp() / sum;
+            let vote = parts
+                .neighbours
+                .as_ref()
+                .map_or(0.0, |(v, _)| f64::from(v[i][target]));
+            -((1.0 - w) * network + w * vote).max(f64::MIN_POSITIVE).ln()
+        })
+        .sum()
+}
+
 /// The nearest [`VOTERS`] neighbours' vote over `classes` labels, from one embedding's cosines
 /// to every neighbour.
 fn vote(cosines: &[f32], labels: &[u32], classes: usize) -> Vec<f32> {
@@ -596,9 +608,10 @@ pub struct Calibration {
 
 /// Trains a head whose confidences are calibrated, with no separate validation data: a probe
 /// head trained on four examples in five, with those as its neighbours, fits the temperature,
-/// then the neighbour weight, then the temperature again for the mixture, on the fifth (every fifth example of each intent, so the split
-/// does not depend on the order of the intents); then the head is trained on everything, keeps
-/// every example as a neighbour, and is given that temperature and weight.
+/// then the neighbour weight, then the temperature again for the mixture, on the fifth (every
+/// fifth example of each intent, so the split does not depend on the order of the intents);
+/// then the head is trained on everything, keeps every example as a neighbour, and is given
+/// that temperature and weight.
 pub fn train_calibrated(
     examples: &[(Embedding, String)],
     hash: String,
