@@ -1,8 +1,10 @@
 //! The whole engine per message, unloaded: `analyze` (embedding through the worker, intent,
 //! sentiment, entities, hybrid retrieval) plus `respond`, one message at a time, on the 16
 //! support sentences of `benches/sentences.txt`; prints percentiles and the stages' means.
+//! With a fine-tuned intent encoder's folder (`switchboard train intents --fine-tune DIR`) the
+//! engine runs as with `ai.intent_encoder` set: a second encoder pass per message.
 //!
-//!     cargo run --release --example engine_latency -- [ROUNDS]
+//!     cargo run --release --example engine_latency -- [ROUNDS] [INTENT_ENCODER_DIR]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
     settings.models_dir = root.join("models");
     settings.knowledge_base = root.join("knowledge-base");
     settings.cache_dir = root.join("data/cache");
+    settings.intent_encoder = std::env::args().nth(2).map(PathBuf::from);
     let kb = KnowledgeBase::read(&settings.knowledge_base)?;
     let (engine, _) = Engine::load(&settings.engine(), &kb, &Default::default())?;
     let engine = Arc::new(engine);

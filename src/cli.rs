@@ -9,8 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::agents::create_agent;
 use crate::ai::intent::{
-    Calibration, LabelledText, TrainOptions, choose_threshold, data_hash, embed_examples,
-    evaluate as evaluate_intents, read_labelled_csv, train_calibrated,
+    Calibration, LabelledText, TrainOptions, TuneOptions, choose_threshold, data_hash,
+    embed_examples, evaluate as evaluate_intents, fine_tune, read_labelled_csv, train_calibrated,
 };
 use crate::ai::retrieval;
 use crate::ai::sentiment::{self, Sentiment};
@@ -100,6 +100,19 @@ pub struct TrainIntentsArgs {
     out: PathBuf,
     #[command(flatten)]
     encoder: EncoderArgs,
+    #[command(flatten)]
+    tune: TuneArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TuneArgs {
+    /// First fine-tune the encoder on the training examples (minutes, not seconds) and write
+    /// it to this folder as a model folder; the head is then trained over its embeddings.
+    #[arg(long, value_name = "DIR")]
+    fine_tune: Option<PathBuf>,
+    /// Passes over the training examples when fine-tuning.
+    #[arg(long, default_value_t = TuneOptions::default().epochs)]
+    tune_epochs: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,6 +134,8 @@ pub struct EvalIntentsArgs {
     report: Option<PathBuf>,
     #[command(flatten)]
     encoder: EncoderArgs,
+    #[command(flatten)]
+    tune: TuneArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -316,6 +331,44 @@ fn load_embedder(args: &EncoderArgs) -> anyhow::Result<Embedder> {
     Ok(Embedder::load(&args.minilm, options)?)
 }
 
+/// The encoder intents are embedded with: the one of `encoder`, or, with `--fine-tune`, that
+/// one fine-tuned on `rows` first.
+fn intent_embedder(
+    encoder: &EncoderArgs,
+    tune: &TuneArgs,
+    rows: &[LabelledText],
+) -> anyhow::Result<Embedder> {
+    let Some(out) = &tune.fine_tune else {
+        return load_embedder(encoder);
+    };
+    let options = TuneOptions {
+        epochs: tune.tune_epochs,
+        ..TuneOptions::default()
+    };
+    println!(
+        "fine-tuning {} on {} examples for {} epochs",
+        encoder.minilm.display(),
+        rows.len(),
+        options.epochs
+    );
+    let start = std::time::Instant::now();
+    let report = fine_tune(&encoder.minilm, rows, &options, out, |epoch, loss| {
+        println!(
+            "  epoch {epoch}: mean loss {loss:.4} ({:.0} s)",
+            start.elapsed().as_secs_f64()
+        );
+    })?;
+    println!(
+        "fine-tuned in {:.0} s; wrote {}",
+        report.seconds,
+        out.display()
+    );
+    load_embedder(&EncoderArgs {
+        minilm: out.clone(),
+        threads: encoder.threads,
+    })
+}
+
 fn train_sentiment(args: TrainSentimentArgs) -> anyhow::Result<()> {
     let embedder = load_embedder(&args.encoder)?;
     let sources = sentiment::TrainSources {
@@ -352,7 +405,6 @@ fn eval_sentiment(args: EvalSentimentArgs) -> anyhow::Result<()> {
 }
 
 fn train_intents(args: TrainIntentsArgs) -> anyhow::Result<()> {
-    let embedder = load_embedder(&args.encoder)?;
     let rows = match &args.data {
         Some(path) => read_labelled_csv(path)?,
         None => KnowledgeBase::read(&args.kb)?
@@ -362,12 +414,13 @@ fn train_intents(args: TrainIntentsArgs) -> anyhow::Result<()> {
             .collect(),
     };
     let start = std::time::Instant::now();
+    let embedder = intent_embedder(&args.encoder, &args.tune, &rows)?;
     let embedded = embed_examples(&embedder, &rows)?;
     let (head, calibration) =
         train_calibrated(&embedded, data_hash(&rows), TrainOptions::default())?;
     head.save(&args.out, "intents")?;
     println!(
-        "trained on {} examples of {} intents in {:.1} s (embedding and calibration included); wrote {}",
+        "trained on {} examples of {} intents in {:.1} s (embedding, calibration and any fine-tuning included); wrote {}",
         rows.len(),
         head.info().labels.len(),
         start.elapsed().as_secs_f64(),
@@ -378,9 +431,9 @@ fn train_intents(args: TrainIntentsArgs) -> anyhow::Result<()> {
 }
 
 fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
-    let embedder = load_embedder(&args.encoder)?;
     let start = std::time::Instant::now();
     let train_rows = read_labelled_csv(&args.train)?;
+    let embedder = intent_embedder(&args.encoder, &args.tune, &train_rows)?;
     let train_set = embed_examples(&embedder, &train_rows)?;
     let (mut head, calibration) =
         train_calibrated(&train_set, data_hash(&train_rows), TrainOptions::default())?;
@@ -395,7 +448,7 @@ fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
     };
     let test = evaluate_intents(&head, &test_set)?;
     println!(
-        "trained on {} examples ({} labels) in {trained_s:.1} s, embedding and calibration included",
+        "trained on {} examples ({} labels) in {trained_s:.1} s, embedding, calibration and any fine-tuning included",
         train_set.len(),
         head.info().labels.len()
     );
@@ -416,6 +469,8 @@ fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
             "neighbours": head.info().neighbours,
             "calibration": calibration,
             "train_seconds": trained_s,
+            "fine_tuned_encoder": args.tune.fine_tune,
+            "fine_tune_epochs": args.tune.fine_tune.as_ref().map(|_| args.tune.tune_epochs),
             "validation": validation,
             "test_metrics": test,
             "options": head.info().options,

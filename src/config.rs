@@ -76,6 +76,9 @@ pub struct AiSettings {
     pub passage_similarity: f32,
     /// Weight of the dense score in hybrid retrieval (the rest is normalised BM25).
     pub dense_weight: f32,
+    /// An encoder fine-tuned on the intents (`switchboard train intents --fine-tune DIR`)
+    /// for the intent head; unset, the shipped encoder serves intents too.
+    pub intent_encoder: Option<PathBuf>,
 }
 
 impl Default for AiSettings {
@@ -98,6 +101,7 @@ impl Default for AiSettings {
                 crate::ai::retrieval::Fusion::Convex { dense_weight } => dense_weight,
                 _ => 1.0,
             },
+            intent_encoder: None,
         }
     }
 }
@@ -123,6 +127,7 @@ impl AiSettings {
             },
             worker: crate::ai::WorkerConfig::default(),
             threads: self.threads,
+            intent_encoder: self.intent_encoder.clone(),
         }
     }
 }

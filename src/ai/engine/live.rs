@@ -15,9 +15,9 @@ use super::{
     Content, Engine, Knowledge, cache, canonical, entity_extractor, fingerprint, labelled_examples,
     train_head,
 };
-use crate::ai::intent::{IntentHead, data_hash};
+use crate::ai::intent::IntentHead;
 use crate::ai::retrieval::{IndexSync, Passage, Retriever};
-use crate::ai::{AiError, Embedding};
+use crate::ai::{AiError, EmbedHandle, Embedding};
 use crate::kb::KnowledgeBase;
 
 /// Texts handed to the embedding worker at once: its batch size, so a change shares the
@@ -82,7 +82,7 @@ impl Engine {
         let all = passages::passages(&kb);
         let missing = passages::missing(&all, &known);
         let texts: Vec<String> = missing.iter().map(|(_, text)| text.clone()).collect();
-        let embedded = passages::computed(missing, self.embed_all(&texts).await?)?;
+        let embedded = passages::computed(missing, embed_all(&self.embed, &texts).await?)?;
         let embeddings = passages::assemble(&all, &known, &embedded)?;
         let keys = all.iter().map(Passage::embedding_key).collect();
 
@@ -120,7 +120,7 @@ impl Engine {
     /// thread.
     async fn intent_head(&self, current: &Content, kb: &KnowledgeBase) -> Result<Head, AiError> {
         let labelled = labelled_examples(kb);
-        let hash = data_hash(&labelled);
+        let hash = self.intent_hash(&labelled);
         if hash == current.intents.info().data_hash {
             return Ok(Head {
                 head: current.intents.clone(),
@@ -145,7 +145,7 @@ impl Engine {
             .filter(|e| !examples.contains_key(&e.text) && seen.insert(e.text.as_str()))
             .map(|e| e.text.clone())
             .collect();
-        let computed = self.embed_all(&texts).await?;
+        let computed = embed_all(self.intent_embed(), &texts).await?;
         examples.extend(texts.into_iter().zip(computed));
         let embedded = labelled
             .into_iter()
@@ -166,13 +166,13 @@ impl Engine {
             changed: true,
         })
     }
+}
 
-    /// Embeds `texts` through the worker, a batch's worth at a time.
-    async fn embed_all(&self, texts: &[String]) -> Result<Vec<Embedding>, AiError> {
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(EMBED_CHUNK) {
-            out.extend(try_join_all(chunk.iter().map(|t| self.embed.embed(t.clone()))).await?);
-        }
-        Ok(out)
+/// Embeds `texts` through `worker`, a batch's worth at a time.
+async fn embed_all(worker: &EmbedHandle, texts: &[String]) -> Result<Vec<Embedding>, AiError> {
+    let mut out = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(EMBED_CHUNK) {
+        out.extend(try_join_all(chunk.iter().map(|t| worker.embed(t.clone()))).await?);
     }
+    Ok(out)
 }

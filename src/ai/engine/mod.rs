@@ -25,8 +25,8 @@ pub use self::passages::{FreshEmbeddings, StoredEmbeddings, passages};
 pub use self::responder::{ConversationContext, Reply, ReplyKind, ResponderConfig, Source};
 use super::entities::{Entity, EntityConfig, EntityExtractor, Gazetteer};
 use super::intent::{
-    Calibration, IntentHead, LabelledText, TrainOptions, data_hash, embed_examples,
-    train_calibrated,
+    Calibration, IntentHead, LabelledText, TUNING_FILE, TrainOptions, data_hash, embed_examples,
+    read_tuning, train_calibrated,
 };
 use super::retrieval::{Fusion, IndexSync, Retriever};
 use super::sentiment::{Sentiment, SentimentScore};
@@ -55,6 +55,10 @@ pub struct EngineConfig {
     pub worker: WorkerConfig,
     /// Threads of the embedder's own pool (0: one per CPU).
     pub threads: usize,
+    /// An encoder fine-tuned on the intents (`switchboard train intents --fine-tune DIR`):
+    /// the intent head runs over its embeddings, at one more encoder pass per message;
+    /// sentiment and retrieval keep the shipped encoder's. `None`: the shipped one for all.
+    pub intent_encoder: Option<PathBuf>,
 }
 
 /// The intent the head chose for a message.
@@ -130,6 +134,8 @@ pub struct Suggestions {
 /// The loaded engine. Share it behind an `Arc`.
 pub struct Engine {
     embed: EmbedHandle,
+    /// The fine-tuned encoder the intent head uses, when one is configured.
+    intent_encoder: Option<IntentEncoder>,
     threshold: f32,
     sentiment: Sentiment,
     /// What is derived from the knowledge base: swapped whole when it changes (`live.rs`), so
@@ -143,6 +149,34 @@ pub struct Engine {
     permits: Arc<Semaphore>,
     responder: ResponderConfig,
     stats: LoadStats,
+}
+
+/// A fine-tuned encoder for intents and what identifies it in the head's data hash.
+struct IntentEncoder {
+    embed: EmbedHandle,
+    /// SHA-256 of its [`TUNING_FILE`], which differs between any two fine-tuning runs.
+    id: String,
+}
+
+/// SHA-256 of a fine-tuned encoder's [`TUNING_FILE`] (checked to be one).
+fn tuned_encoder_id(dir: &std::path::Path) -> Result<String, AiError> {
+    read_tuning(dir)?;
+    let path = dir.join(TUNING_FILE);
+    let bytes = std::fs::read(&path).map_err(|source| AiError::ModelIo { path, source })?;
+    Ok(Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// What a cached head must have been trained on: the examples' [`data_hash`], plus the
+/// fine-tuned encoder's id when the examples are embedded with one.
+fn intent_hash(labelled: &[LabelledText], encoder: Option<&str>) -> String {
+    let hash = data_hash(labelled);
+    match encoder {
+        Some(id) => format!("{hash}+{id}"),
+        None => hash,
+    }
 }
 
 /// What a load found and had to compute.
@@ -285,16 +319,24 @@ impl Engine {
                 threads: config.threads,
             }
         };
-        let embedder = Embedder::load(config.models_dir.join("minilm"), options)?;
+        let embedder = Embedder::load(config.models_dir.join("minilm"), options.clone())?;
+        let tuned = match &config.intent_encoder {
+            Some(dir) => {
+                let id = tuned_encoder_id(dir)?;
+                Some((Embedder::load(dir, options)?, id))
+            }
+            None => None,
+        };
         let sentiment = Sentiment::load(config.models_dir.join("sentiment"))?;
         let kb = canonical(kb);
 
         let labelled = labelled_examples(&kb);
-        let hash = data_hash(&labelled);
+        let hash = intent_hash(&labelled, tuned.as_ref().map(|(_, id)| id.as_str()));
         let (intents, examples) = match cache::load_head(&config.cache_dir, &hash) {
             Some(head) => (head, HashMap::new()),
             None => {
-                let embedded = embed_examples(&embedder, &labelled)?;
+                let intent_embedder = tuned.as_ref().map_or(&embedder, |(e, _)| e);
+                let embedded = embed_examples(intent_embedder, &labelled)?;
                 let head = train_head(&config.cache_dir, &embedded, hash)?;
                 let examples = labelled
                     .into_iter()
@@ -329,8 +371,16 @@ impl Engine {
             retriever,
             knowledge: Knowledge::of(&kb),
         };
+        let intent_encoder = match tuned {
+            Some((embedder, id)) => Some(IntentEncoder {
+                embed: EmbedHandle::spawn(embedder, config.worker.clone())?,
+                id,
+            }),
+            None => None,
+        };
         let engine = Self {
             embed: EmbedHandle::spawn(embedder, config.worker.clone())?,
+            intent_encoder,
             threshold: config.intent_threshold,
             sentiment,
             content: RwLock::new(Arc::new(content)),
@@ -343,6 +393,21 @@ impl Engine {
             stats,
         };
         Ok((engine, fresh))
+    }
+
+    /// The hash a head for `labelled` is cached under with this engine's intent encoder.
+    fn intent_hash(&self, labelled: &[LabelledText]) -> String {
+        intent_hash(
+            labelled,
+            self.intent_encoder.as_ref().map(|e| e.id.as_str()),
+        )
+    }
+
+    /// The worker intents are embedded with.
+    fn intent_embed(&self) -> &EmbedHandle {
+        self.intent_encoder
+            .as_ref()
+            .map_or(&self.embed, |e| &e.embed)
     }
 
     /// How many passages the load found and how many it embedded.
@@ -374,27 +439,38 @@ impl Engine {
             .map_err(|_| AiError::Overloaded)?;
         let started = Instant::now();
         let (embedding, batch) = self.embed.embed_in_batch(text).await?;
+        let for_intent = match &self.intent_encoder {
+            Some(tuned) => Some(tuned.embed.embed(text.to_owned()).await?),
+            None => None,
+        };
         let embed_ms = ms(started);
         let engine = Arc::clone(self);
         let text = text.to_owned();
-        let mut analysis =
-            tokio::task::spawn_blocking(move || engine.understand(&text, &embedding))
-                .await
-                .map_err(|e| AiError::Threads(Box::new(e)))??;
+        let mut analysis = tokio::task::spawn_blocking(move || {
+            engine.understand(&text, &embedding, for_intent.as_ref().unwrap_or(&embedding))
+        })
+        .await
+        .map_err(|e| AiError::Threads(Box::new(e)))??;
         analysis.timings.embed_ms = embed_ms;
         analysis.timings.embed_batch = batch;
         Ok(analysis)
     }
 
     /// The CPU part after the embedding: heads, patterns and search, each well under a
-    /// millisecond.
-    fn understand(&self, text: &str, embedding: &super::Embedding) -> Result<Analysis, AiError> {
+    /// millisecond. `for_intent` is the embedding of the intent encoder (the same one unless
+    /// a fine-tuned encoder is configured).
+    fn understand(
+        &self,
+        text: &str,
+        embedding: &Embedding,
+        for_intent: &Embedding,
+    ) -> Result<Analysis, AiError> {
         let mut timings = StageTimings::default();
         let content = self.content();
         let t = Instant::now();
         let probabilities = content
             .intents
-            .probabilities(&[embedding])?
+            .probabilities(&[for_intent])?
             .pop()
             .unwrap_or_default();
         let labels = &content.intents.info().labels;

@@ -10,6 +10,7 @@
 
 mod data;
 mod eval;
+mod tune;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use self::data::every_fifth_of_each_label;
 pub use self::data::{LabelledText, data_hash, read_labelled_csv};
 pub use self::eval::{Metrics, calibrate, choose_threshold, evaluate};
+pub use self::tune::{TUNING_FILE, TuneOptions, TuneReport, fine_tune, read_tuning};
 use super::{AiError, EMBEDDING_DIM, Embedder, Embedding};
 
 /// The label the datasets (and the knowledge base) use for "none of the intents".
