@@ -160,6 +160,22 @@ fn network(varmap: &VarMap, hidden: usize, labels: usize) -> Result<(Linear, Lin
     Ok((first, second))
 }
 
+/// [`network`] with PyTorch's default initial weights drawn from `rng`.
+fn initialised_network(
+    varmap: &mut VarMap,
+    rng: &mut SplitMix,
+    hidden: usize,
+    labels: usize,
+) -> Result<(Linear, Linear), AiError> {
+    let layers = network(varmap, hidden, labels)?;
+    let (h, c, e) = (hidden, labels, EMBEDDING_DIM);
+    rng.init(varmap, "hidden.weight", &[h, e], e)?;
+    rng.init(varmap, "hidden.bias", &[h], e)?;
+    rng.init(varmap, "output.weight", &[c, h], h)?;
+    rng.init(varmap, "output.bias", &[c], h)?;
+    Ok(layers)
+}
+
 fn candle(source: candle_core::Error) -> AiError {
     AiError::Head(Box::new(source))
 }
@@ -199,18 +215,9 @@ impl IntentHead {
             .map(|(_, l)| labels.binary_search(l).map_or(0, |i| i as u32))
             .collect();
         let mut varmap = VarMap::new();
-        let (hidden, output) = network(&varmap, options.hidden, labels.len())?;
         let mut rng = SplitMix(options.seed);
-        let (h, c) = (options.hidden, labels.len());
-        rng.init(
-            &mut varmap,
-            "hidden.weight",
-            &[h, EMBEDDING_DIM],
-            EMBEDDING_DIM,
-        )?;
-        rng.init(&mut varmap, "hidden.bias", &[h], EMBEDDING_DIM)?;
-        rng.init(&mut varmap, "output.weight", &[c, h], h)?;
-        rng.init(&mut varmap, "output.bias", &[c], h)?;
+        let (hidden, output) =
+            initialised_network(&mut varmap, &mut rng, options.hidden, labels.len())?;
         let params = candle_nn::ParamsAdamW {
             lr: options.learning_rate,
             weight_decay: options.weight_decay,

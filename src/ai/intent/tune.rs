@@ -10,7 +10,6 @@
 //!
 //! [`Embedder`]: crate::ai::Embedder
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -259,14 +258,7 @@ fn write_model(
     for file in [CONFIG, TOKENIZER] {
         std::fs::copy(base.join(file), staging.join(file)).map_err(io(&base.join(file)))?;
     }
-    let tensors: HashMap<String, Tensor> = varmap
-        .data()
-        .lock()
-        .map_err(|_| poisoned())?
-        .iter()
-        .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
-        .collect();
-    candle_core::safetensors::save(&tensors, staging.join(WEIGHTS)).map_err(candle)?;
+    varmap.save(staging.join(WEIGHTS)).map_err(candle)?;
     let json = serde_json::to_string_pretty(report).map_err(|e| AiError::InvalidModel {
         path: staging.join(TUNING_FILE),
         reason: e.to_string(),
@@ -525,15 +517,7 @@ impl Head {
     const HIDDEN: usize = 512;
 
     fn new(varmap: &mut VarMap, rng: &mut SplitMix, labels: usize) -> Result<Self, AiError> {
-        let vb = VarBuilder::from_varmap(varmap, DType::F32, &Device::Cpu);
-        let hidden = candle_nn::linear(EMBEDDING_DIM, Self::HIDDEN, vb.pp("hidden"));
-        let output = candle_nn::linear(Self::HIDDEN, labels, vb.pp("output"));
-        let (hidden, output) = (hidden.map_err(candle)?, output.map_err(candle)?);
-        let (h, e) = (Self::HIDDEN, EMBEDDING_DIM);
-        rng.init(varmap, "hidden.weight", &[h, e], e)?;
-        rng.init(varmap, "hidden.bias", &[h], e)?;
-        rng.init(varmap, "output.weight", &[labels, h], h)?;
-        rng.init(varmap, "output.bias", &[labels], h)?;
+        let (hidden, output) = super::initialised_network(varmap, rng, Self::HIDDEN, labels)?;
         Ok(Self { hidden, output })
     }
 
