@@ -1,7 +1,7 @@
 //! The command line: `serve` (default), `migrate`, `agent create`, `agent list`,
 //! `kb import`, `train sentiment|intents`, `eval sentiment|intents|retrieval`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,12 +9,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::agents::create_agent;
 use crate::ai::intent::{
-    Calibration, LabelledText, TrainOptions, TuneOptions, choose_threshold, data_hash,
-    embed_examples, evaluate as evaluate_intents, fine_tune, read_labelled_csv, train_calibrated,
+    Calibration, IntentHead, LabelledText, TUNING_FILE, TrainOptions, TuneOptions, calibrate_on,
+    choose_threshold, data_hash, embed_examples, evaluate as evaluate_intents, fine_tune,
+    read_joint_head, read_labelled_csv, train_calibrated, tuned_data_hash, tuned_encoder_id,
 };
 use crate::ai::retrieval;
 use crate::ai::sentiment::{self, Sentiment};
-use crate::ai::{Embedder, EmbedderOptions};
+use crate::ai::{Embedder, EmbedderOptions, Embedding};
 use crate::config::{LogFormat, Settings};
 use crate::domain::AgentRole;
 use crate::kb::KnowledgeBase;
@@ -107,7 +108,9 @@ pub struct TrainIntentsArgs {
 #[derive(Debug, clap::Args)]
 pub struct TuneArgs {
     /// First fine-tune the encoder on the training examples (minutes, not seconds) and write
-    /// it to this folder as a model folder; the head is then trained over its embeddings.
+    /// it to this folder as a model folder, with the head trained alongside. That head is the
+    /// one used (for `eval`, calibrated on the validation set when there is one), as it is
+    /// when `--minilm` names a folder fine-tuned on the same examples.
     #[arg(long, value_name = "DIR")]
     fine_tune: Option<PathBuf>,
     /// Passes over the training examples when fine-tuning.
@@ -331,15 +334,15 @@ fn load_embedder(args: &EncoderArgs) -> anyhow::Result<Embedder> {
     Ok(Embedder::load(&args.minilm, options)?)
 }
 
-/// The encoder intents are embedded with: the one of `encoder`, or, with `--fine-tune`, that
-/// one fine-tuned on `rows` first.
+/// The encoder intents are embedded with, and its folder: the one of `encoder`, or, with
+/// `--fine-tune`, that one fine-tuned on `rows` first.
 fn intent_embedder(
     encoder: &EncoderArgs,
     tune: &TuneArgs,
     rows: &[LabelledText],
-) -> anyhow::Result<Embedder> {
+) -> anyhow::Result<(Embedder, PathBuf)> {
     let Some(out) = &tune.fine_tune else {
-        return load_embedder(encoder);
+        return Ok((load_embedder(encoder)?, encoder.minilm.clone()));
     };
     let options = TuneOptions {
         epochs: tune.tune_epochs,
@@ -363,10 +366,56 @@ fn intent_embedder(
         report.seconds,
         out.display()
     );
-    load_embedder(&EncoderArgs {
+    let embedder = load_embedder(&EncoderArgs {
         minilm: out.clone(),
         threads: encoder.threads,
+    })?;
+    Ok((embedder, out.clone()))
+}
+
+/// The intent head for `train_set` (the examples of `hash`, embedded by the encoder in
+/// `encoder_dir`), chosen as the server chooses it: the head trained with that encoder when it
+/// is a fine-tuned one, tuned on exactly these examples (it keeps them as neighbours, and is
+/// calibrated on `held_out` when there is such data the encoder has not seen); otherwise one
+/// trained over the embeddings and calibrated on a held-out fifth ([`train_calibrated`]).
+fn intent_head(
+    encoder_dir: &Path,
+    train_set: &[(Embedding, String)],
+    hash: String,
+    held_out: Option<&[(Embedding, String)]>,
+) -> anyhow::Result<ChosenHead> {
+    let joint = if encoder_dir.join(TUNING_FILE).exists() {
+        let tuned_hash = tuned_data_hash(&hash, &tuned_encoder_id(encoder_dir)?);
+        Some(read_joint_head(encoder_dir)?).filter(|h| h.info().data_hash == tuned_hash)
+    } else {
+        None
+    };
+    let Some(mut head) = joint else {
+        let (head, calibration) = train_calibrated(train_set, hash, TrainOptions::default())?;
+        return Ok(ChosenHead {
+            head,
+            calibration: Some(calibration),
+            joint: false,
+        });
+    };
+    head.keep_neighbours(train_set)?;
+    let calibration = match held_out {
+        Some(held_out) => Some(calibrate_on(&mut head, held_out)?),
+        None => None,
+    };
+    Ok(ChosenHead {
+        head,
+        calibration,
+        joint: true,
     })
+}
+
+/// An intent head [`intent_head`] chose, and how it was calibrated.
+struct ChosenHead {
+    head: IntentHead,
+    calibration: Option<Calibration>,
+    /// Whether it is the head trained with a fine-tuned encoder.
+    joint: bool,
 }
 
 fn train_sentiment(args: TrainSentimentArgs) -> anyhow::Result<()> {
@@ -414,10 +463,11 @@ fn train_intents(args: TrainIntentsArgs) -> anyhow::Result<()> {
             .collect(),
     };
     let start = std::time::Instant::now();
-    let embedder = intent_embedder(&args.encoder, &args.tune, &rows)?;
+    let (embedder, encoder_dir) = intent_embedder(&args.encoder, &args.tune, &rows)?;
     let embedded = embed_examples(&embedder, &rows)?;
-    let (head, calibration) =
-        train_calibrated(&embedded, data_hash(&rows), TrainOptions::default())?;
+    let ChosenHead {
+        head, calibration, ..
+    } = intent_head(&encoder_dir, &embedded, data_hash(&rows), None)?;
     head.save(&args.out, "intents")?;
     println!(
         "trained on {} examples of {} intents in {:.1} s (embedding, calibration and any fine-tuning included); wrote {}",
@@ -426,24 +476,36 @@ fn train_intents(args: TrainIntentsArgs) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64(),
         args.out.display()
     );
-    print_calibration(&calibration);
+    print_calibration(
+        calibration.as_ref(),
+        "one example in five (probe head trained on the rest)",
+    );
     Ok(())
 }
 
 fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     let train_rows = read_labelled_csv(&args.train)?;
-    let embedder = intent_embedder(&args.encoder, &args.tune, &train_rows)?;
+    let (embedder, encoder_dir) = intent_embedder(&args.encoder, &args.tune, &train_rows)?;
     let train_set = embed_examples(&embedder, &train_rows)?;
-    let (mut head, calibration) =
-        train_calibrated(&train_set, data_hash(&train_rows), TrainOptions::default())?;
+    let val_set = match &args.val {
+        Some(val) => Some(embed_examples(&embedder, &read_labelled_csv(val)?)?),
+        None => None,
+    };
+    let ChosenHead {
+        mut head,
+        calibration,
+        joint,
+    } = intent_head(
+        &encoder_dir,
+        &train_set,
+        data_hash(&train_rows),
+        val_set.as_deref(),
+    )?;
     let trained_s = start.elapsed().as_secs_f64();
     let test_set = embed_examples(&embedder, &read_labelled_csv(&args.test)?)?;
-    let validation = match &args.val {
-        Some(val) => {
-            let val_set = embed_examples(&embedder, &read_labelled_csv(val)?)?;
-            Some(choose_threshold(&mut head, &val_set, args.min_oos_recall)?)
-        }
+    let validation = match &val_set {
+        Some(val_set) => Some(choose_threshold(&mut head, val_set, args.min_oos_recall)?),
         None => None,
     };
     let test = evaluate_intents(&head, &test_set)?;
@@ -452,7 +514,12 @@ fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
         train_set.len(),
         head.info().labels.len()
     );
-    print_calibration(&calibration);
+    let held_out = if joint {
+        "the validation set"
+    } else {
+        "one example in five (probe head trained on the rest)"
+    };
+    print_calibration(calibration.as_ref(), held_out);
     println!("out-of-scope threshold: {:.3}", head.info().threshold);
     if let Some(v) = &validation {
         println!("validation: {}", v.render());
@@ -471,6 +538,7 @@ fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
             "train_seconds": trained_s,
             "fine_tuned_encoder": args.tune.fine_tune,
             "fine_tune_epochs": args.tune.fine_tune.as_ref().map(|_| args.tune.tune_epochs),
+            "head": if joint { "trained with the encoder" } else { "trained over the embeddings" },
             "validation": validation,
             "test_metrics": test,
             "options": head.info().options,
@@ -481,10 +549,17 @@ fn eval_intents(args: EvalIntentsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What [`train_calibrated`] chose on the training set's held-out fifth, and how it did there.
-fn print_calibration(calibration: &Calibration) {
+/// What the calibration chose on held-out examples, and how the head did there; a head fine-tuned
+/// with its encoder and given no data the encoder has not seen is not calibrated.
+fn print_calibration(calibration: Option<&Calibration>, held_out: &str) {
+    let Some(calibration) = calibration else {
+        println!(
+            "the head trained with the encoder, uncalibrated (temperature 1, no vote): no held-out data the encoder has not seen"
+        );
+        return;
+    };
     println!(
-        "on one example in five (probe head trained on the rest): temperature {:.2}, neighbour weight {:.1}",
+        "on {held_out}: temperature {:.2}, neighbour weight {:.1}",
         calibration.temperature, calibration.neighbour_weight
     );
     println!("  network alone:     {}", calibration.before.render());

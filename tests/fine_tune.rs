@@ -1,14 +1,18 @@
 //! Fine-tuning the encoder on a few intents: the run learns (its loss falls), writes a model
 //! folder the fast embedder loads, and that encoder separates the intents better than the
-//! shipped one; bad input is refused with a clear error.
+//! shipped one; the head trained with it is served for those intents, and a head is trained
+//! over it for others; bad input is refused with a clear error.
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use switchboard::ai::intent::{LabelledText, TUNING_FILE, TuneOptions, fine_tune, read_tuning};
+use switchboard::ai::intent::{
+    LabelledText, TUNING_FILE, TrainOptions, TuneOptions, fine_tune, read_joint_head, read_tuning,
+    tuned_data_hash, tuned_encoder_id,
+};
 use switchboard::ai::{AiError, Embedder, EmbedderOptions, Embedding, Engine};
-use switchboard::config::Settings;
-use switchboard::kb::KnowledgeBase;
+use switchboard::config::{AiSettings, Settings};
+use switchboard::kb::{Intent, KnowledgeBase};
 
 fn rows(pairs: &[(&str, &str)]) -> Vec<LabelledText> {
     pairs
@@ -42,29 +46,67 @@ fn separation(embeddings: &[Embedding], examples: &[LabelledText]) -> f32 {
     same / same_n as f32 - other / other_n as f32
 }
 
+/// The shipped knowledge base's articles with three small intents in place of its own.
+fn small_knowledge_base() -> KnowledgeBase {
+    let mut kb =
+        KnowledgeBase::read(root().join("knowledge-base")).expect("the knowledge base reads");
+    let intent = |name: &str, examples: &[&str]| Intent {
+        name: name.into(),
+        description: None,
+        examples: examples.iter().map(|e| (*e).into()).collect(),
+        answer: None,
+        article: None,
+        escalate: false,
+        skill: None,
+    };
+    kb.intents = vec![
+        intent(
+            "human_agent",
+            &[
+                "let me talk to a real person",
+                "I want to speak to an agent",
+                "connect me with a human please",
+                "can a support person call me",
+            ],
+        ),
+        intent(
+            "lost_item",
+            &[
+                "I left my bag in the car",
+                "my phone is still in the driver's car",
+                "how do I get back something I forgot in a ride",
+                "I lost my wallet during my trip",
+            ],
+        ),
+        intent(
+            "refund",
+            &[
+                "I want my money back",
+                "please refund my last trip",
+                "I was overcharged, give me a refund",
+                "how do I get reimbursed for a ride",
+            ],
+        ),
+    ];
+    kb
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fine_tuning_learns_and_writes_an_encoder_the_embedder_and_the_engine_load() {
-    let examples = rows(&[
-        ("refund", "I want my money back"),
-        ("refund", "please refund my last trip"),
-        ("refund", "I was overcharged, give me a refund"),
-        ("refund", "how do I get reimbursed for a ride"),
-        ("lost_item", "I left my bag in the car"),
-        ("lost_item", "my phone is still in the driver's car"),
-        (
-            "lost_item",
-            "how do I get back something I forgot in a ride",
-        ),
-        ("lost_item", "I lost my wallet during my trip"),
-        ("human_agent", "let me talk to a real person"),
-        ("human_agent", "I want to speak to an agent"),
-        ("human_agent", "connect me with a human please"),
-        ("human_agent", "can a support person call me"),
-    ]);
+    let small = small_knowledge_base();
+    let examples: Vec<LabelledText> = small
+        .intent_examples()
+        .into_iter()
+        .map(|(text, label)| LabelledText { text, label })
+        .collect();
     let out = tempfile::tempdir().expect("temporary folder");
     let tuned_dir = out.path().join("tuned");
     let options = TuneOptions {
-        epochs: 4,
+        epochs: 8,
         batch_size: 6,
         encoder_learning_rate: 1e-4,
         ..TuneOptions::default()
@@ -74,73 +116,154 @@ async fn fine_tuning_learns_and_writes_an_encoder_the_embedder_and_the_engine_lo
         heard.push((epoch, loss))
     })
     .expect("fine-tunes");
-    assert_eq!(heard.len(), 4);
     assert_eq!(
         heard.iter().map(|(e, _)| *e).collect::<Vec<_>>(),
-        [1, 2, 3, 4]
+        (1..=8).collect::<Vec<_>>()
     );
     let losses = &report.epoch_losses;
-    assert!(losses[3] < losses[0], "the loss falls: {losses:?}");
+    assert!(losses[7] < losses[0], "the loss falls: {losses:?}");
     assert_eq!((report.examples, report.labels), (12, 3));
 
     let stored = read_tuning(&tuned_dir).expect("tuning.json");
-    assert_eq!(stored.epoch_losses, report.epoch_losses);
+    assert_eq!(stored.epoch_losses.len(), report.epoch_losses.len());
+    for (stored, run) in stored.epoch_losses.iter().zip(&report.epoch_losses) {
+        assert!(
+            (stored - run).abs() <= 1e-12 * run.abs(),
+            "{stored} != {run}"
+        );
+    }
     assert_eq!(stored.data_hash, report.data_hash);
 
     let options = EmbedderOptions { threads: 2 };
     let shipped = Embedder::load(base(), options.clone()).expect("shipped model");
     let tuned = Embedder::load(&tuned_dir, options).expect("the tuned folder loads");
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let tuned_embeddings = tuned.embed_batch(&texts).expect("embeds");
     let before = separation(&shipped.embed_batch(&texts).expect("embeds"), &examples);
-    let after = separation(&tuned.embed_batch(&texts).expect("embeds"), &examples);
+    let after = separation(&tuned_embeddings, &examples);
     assert!(
         after > before + 0.05,
         "fine-tuning pulls each intent's examples together: {before:.3} -> {after:.3}"
     );
 
-    engine_uses_the_tuned_encoder_for_intents(&tuned_dir, out.path()).await;
-}
+    let joint = read_joint_head(&tuned_dir).expect("the joint head is in the folder");
+    let id = tuned_encoder_id(&tuned_dir).expect("a tuned encoder");
+    assert_eq!(joint.info().labels, ["human_agent", "lost_item", "refund"]);
+    assert_eq!(
+        joint.info().data_hash,
+        tuned_data_hash(&report.data_hash, &id)
+    );
+    let refs: Vec<&Embedding> = tuned_embeddings.iter().collect();
+    let right = joint
+        .predict(&refs)
+        .expect("predicts")
+        .iter()
+        .zip(&examples)
+        .filter(|(p, e)| p.intent.as_deref() == Some(e.label.as_str()))
+        .count();
+    assert_eq!(
+        right, 12,
+        "the head trained with the encoder knows its examples"
+    );
 
-/// With `ai.intent_encoder` set, the engine trains its head over the tuned encoder's
-/// embeddings and caches it under a hash that names that encoder, so a head trained over
-/// another encoder is never read back; a folder that is not a tuned encoder is refused.
-async fn engine_uses_the_tuned_encoder_for_intents(tuned_dir: &Path, scratch: &Path) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut settings = Settings::default().ai;
-    settings.models_dir = root.join("models");
-    settings.cache_dir = scratch.join("cache");
-    settings.index_dir = PathBuf::new();
-    settings.intent_encoder = Some(tuned_dir.to_path_buf());
-    let kb = KnowledgeBase::read(root.join("knowledge-base")).expect("the knowledge base reads");
-    let (engine, _) =
-        Engine::load(&settings.engine(), &kb, &Default::default()).expect("the engine loads");
-    let analysis = std::sync::Arc::new(engine)
-        .analyze("I left my backpack in the driver's car")
-        .await
-        .expect("analyses");
-    assert_eq!(analysis.intent.name, "lost_item");
+    let scratch = out.path();
+    assert_eq!(
+        eval_head(&tuned_dir, &examples, scratch),
+        "trained with the encoder",
+        "eval intents over a folder tuned on the same file takes its head"
+    );
+    assert_eq!(
+        eval_head(&tuned_dir, &examples[1..], scratch),
+        "trained over the embeddings",
+        "and trains one over the encoder for any other file"
+    );
 
-    let cached = std::fs::read_to_string(
-        settings
-            .cache_dir
-            .join("intent-head-neighbours/kb-intents.json"),
-    )
-    .expect("the head is cached");
-    let info: serde_json::Value = serde_json::from_str(&cached).expect("json");
+    let info = engine_head(&tuned_dir, &small, &scratch.join("small")).await;
+    assert_eq!(
+        info["options"]["batch_size"], 6,
+        "the engine takes the head trained with the encoder on these very intents: {info}"
+    );
+    assert_eq!(info["temperature"], 1.0);
+    assert_eq!(info["neighbours"], 12);
+    let kb = KnowledgeBase::read(root().join("knowledge-base")).expect("the knowledge base reads");
+    let info = engine_head(&tuned_dir, &kb, &scratch.join("full")).await;
+    assert_eq!(
+        info["options"]["batch_size"],
+        TrainOptions::default().batch_size,
+        "for other intents the engine trains a head over the tuned encoder: {info}"
+    );
+    let hash = info["data_hash"].as_str().expect("a hash");
+    assert!(hash.ends_with(&format!("+{id}")), "{hash}");
     let tuning = std::fs::read(tuned_dir.join(TUNING_FILE)).expect("tuning.json");
-    let id: String = Sha256::digest(tuning)
+    let digest: String = Sha256::digest(tuning)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let hash = info["data_hash"].as_str().expect("a hash");
-    assert!(hash.ends_with(&format!("+{id}")), "{hash}");
+    assert_eq!(id, digest, "a tuned encoder is named by its tuning report");
 
-    settings.intent_encoder = Some(root.join(Embedder::DEFAULT_DIR));
+    let mut settings = engine_settings(&tuned_dir, &scratch.join("refused"));
+    settings.intent_encoder = Some(base());
     let refused = Engine::load(&settings.engine(), &kb, &Default::default());
     assert!(
         matches!(refused, Err(AiError::ModelIo { ref path, .. }) if path.ends_with(TUNING_FILE)),
         "the shipped model folder is no tuned encoder"
     );
+}
+
+/// Runs `switchboard eval intents --minilm TUNED` with `examples` as both training and test
+/// file; returns which head its report says it used, after checking that head got every test
+/// example right.
+fn eval_head(tuned_dir: &Path, examples: &[LabelledText], scratch: &Path) -> String {
+    let csv = scratch.join("examples.csv");
+    let mut text = String::from("text,label\n");
+    for e in examples {
+        text.push_str(&format!("\"{}\",{}\n", e.text, e.label));
+    }
+    std::fs::write(&csv, text).expect("writes the CSV");
+    let report = scratch.join("report.json");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["eval", "intents", "--threads", "2", "--minilm"])
+        .arg(tuned_dir)
+        .arg("--train")
+        .arg(&csv)
+        .arg("--test")
+        .arg(&csv)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .expect("runs switchboard");
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).expect("the report")).expect("json");
+    assert_eq!(report["test_metrics"]["accuracy"], 1.0, "{report}");
+    report["head"].as_str().expect("the head").to_owned()
+}
+
+fn engine_settings(tuned_dir: &Path, cache: &Path) -> AiSettings {
+    let mut settings = Settings::default().ai;
+    settings.models_dir = root().join("models");
+    settings.cache_dir = cache.to_path_buf();
+    settings.index_dir = PathBuf::new();
+    settings.intent_encoder = Some(tuned_dir.to_path_buf());
+    settings
+}
+
+/// Loads the engine on `kb` with `ai.intent_encoder` set to `tuned_dir` and checks that it
+/// answers "I left my backpack in the driver's car" with `lost_item`; returns the sidecar of
+/// the head it cached, whose hash names the encoder (so a head trained over another encoder
+/// is never read back).
+async fn engine_head(tuned_dir: &Path, kb: &KnowledgeBase, cache: &Path) -> serde_json::Value {
+    let settings = engine_settings(tuned_dir, cache);
+    let (engine, _) =
+        Engine::load(&settings.engine(), kb, &Default::default()).expect("the engine loads");
+    let analysis = std::sync::Arc::new(engine)
+        .analyze("I left my backpack in the driver's car")
+        .await
+        .expect("analyses");
+    assert_eq!(analysis.intent.name, "lost_item");
+    let cached = std::fs::read_to_string(cache.join("intent-head-neighbours/kb-intents.json"))
+        .expect("the head is cached");
+    serde_json::from_str(&cached).expect("json")
 }
 
 #[test]

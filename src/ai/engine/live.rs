@@ -5,6 +5,7 @@
 //! analyses keep using the previous version until the new one is swapped in whole.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 
 use futures_util::future::try_join_all;
@@ -12,8 +13,8 @@ use tokio::sync::MutexGuard;
 
 use super::passages::{self, FreshEmbeddings};
 use super::{
-    Content, Engine, Knowledge, cache, canonical, entity_extractor, fingerprint, labelled_examples,
-    train_head,
+    Content, Engine, Knowledge, cache, canonical, entity_extractor, fingerprint, head_for,
+    labelled_examples,
 };
 use crate::ai::intent::IntentHead;
 use crate::ai::retrieval::{IndexSync, Passage, Retriever};
@@ -157,9 +158,12 @@ impl Engine {
             })
             .collect::<Result<Vec<_>, AiError>>()?;
         let cache_dir = self.cache_dir.clone();
-        let head = tokio::task::spawn_blocking(move || train_head(&cache_dir, &embedded, hash))
-            .await
-            .map_err(|e| AiError::Threads(Box::new(e)))??;
+        let tuned = self.tuned_dir().map(Path::to_path_buf);
+        let head = tokio::task::spawn_blocking(move || {
+            head_for(&cache_dir, tuned.as_deref(), &embedded, hash)
+        })
+        .await
+        .map_err(|e| AiError::Threads(Box::new(e)))??;
         Ok(Head {
             head: Arc::new(head),
             examples: Arc::new(examples),

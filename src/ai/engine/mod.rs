@@ -12,7 +12,7 @@ mod passages;
 mod responder;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -25,8 +25,8 @@ pub use self::passages::{FreshEmbeddings, StoredEmbeddings, passages};
 pub use self::responder::{ConversationContext, Reply, ReplyKind, ResponderConfig, Source};
 use super::entities::{Entity, EntityConfig, EntityExtractor, Gazetteer};
 use super::intent::{
-    Calibration, IntentHead, LabelledText, TUNING_FILE, TrainOptions, data_hash, embed_examples,
-    read_tuning, train_calibrated,
+    Calibration, IntentHead, LabelledText, TrainOptions, data_hash, embed_examples,
+    read_joint_head, train_calibrated, tuned_data_hash, tuned_encoder_id,
 };
 use super::retrieval::{Fusion, IndexSync, Retriever};
 use super::sentiment::{Sentiment, SentimentScore};
@@ -56,8 +56,9 @@ pub struct EngineConfig {
     /// Threads of the embedder's own pool (0: one per CPU).
     pub threads: usize,
     /// An encoder fine-tuned on the intents (`switchboard train intents --fine-tune DIR`):
-    /// the intent head runs over its embeddings, at one more encoder pass per message;
-    /// sentiment and retrieval keep the shipped encoder's. `None`: the shipped one for all.
+    /// the intent head runs over its embeddings, at one more encoder pass per message, and is
+    /// the head trained with it when the intents are those it was tuned on; sentiment and
+    /// retrieval keep the shipped encoder's. `None`: the shipped one for all.
     pub intent_encoder: Option<PathBuf>,
 }
 
@@ -151,30 +152,20 @@ pub struct Engine {
     stats: LoadStats,
 }
 
-/// A fine-tuned encoder for intents and what identifies it in the head's data hash.
+/// A fine-tuned encoder for intents, its folder and what identifies it in the head's data hash.
 struct IntentEncoder {
     embed: EmbedHandle,
-    /// SHA-256 of its [`TUNING_FILE`], which differs between any two fine-tuning runs.
+    dir: PathBuf,
+    /// Its [`tuned_encoder_id`].
     id: String,
 }
 
-/// SHA-256 of a fine-tuned encoder's [`TUNING_FILE`] (checked to be one).
-fn tuned_encoder_id(dir: &std::path::Path) -> Result<String, AiError> {
-    read_tuning(dir)?;
-    let path = dir.join(TUNING_FILE);
-    let bytes = std::fs::read(&path).map_err(|source| AiError::ModelIo { path, source })?;
-    Ok(Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
-/// What a cached head must have been trained on: the examples' [`data_hash`], plus the
-/// fine-tuned encoder's id when the examples are embedded with one.
+/// What a head must have been trained on: the examples' [`data_hash`], or their
+/// [`tuned_data_hash`] when they are embedded with a fine-tuned encoder of this id.
 fn intent_hash(labelled: &[LabelledText], encoder: Option<&str>) -> String {
     let hash = data_hash(labelled);
     match encoder {
-        Some(id) => format!("{hash}+{id}"),
+        Some(id) => tuned_data_hash(&hash, id),
         None => hash,
     }
 }
@@ -272,27 +263,49 @@ fn entity_extractor(kb: &KnowledgeBase) -> Result<EntityExtractor, AiError> {
     })
 }
 
-/// Trains the head on embedded examples (calibrated on a held-out fifth), logs how it went and
-/// caches it under `cache_dir`.
-fn train_head(
-    cache_dir: &std::path::Path,
+/// The intent head for embedded examples, cached under `cache_dir`: the head fine-tuned with
+/// the intent encoder in `tuned` when that encoder was tuned on exactly these examples (it
+/// keeps them as neighbours and the temperature of 1 it was trained at, there being no
+/// examples it has not seen to calibrate on), else a head trained on them and calibrated on a
+/// held-out fifth.
+fn head_for(
+    cache_dir: &Path,
+    tuned: Option<&Path>,
     embedded: &[(Embedding, String)],
     hash: String,
 ) -> Result<IntentHead, AiError> {
     let started = Instant::now();
-    let (head, calibration): (IntentHead, Calibration) =
-        train_calibrated(embedded, hash, TrainOptions::default())?;
-    tracing::info!(
-        intents = head.info().labels.len(),
-        examples = embedded.len(),
-        secs = started.elapsed().as_secs_f64(),
-        temperature = calibration.temperature,
-        neighbour_weight = calibration.neighbour_weight,
-        held_out_accuracy = calibration.after.accuracy,
-        ece_before = calibration.before.ece,
-        ece_after = calibration.after.ece,
-        "trained the intent head on the knowledge base"
-    );
+    let joint = match tuned {
+        Some(dir) => Some(read_joint_head(dir)?).filter(|h| h.info().data_hash == hash),
+        None => None,
+    };
+    let head = match joint {
+        Some(mut head) => {
+            head.keep_neighbours(embedded)?;
+            tracing::info!(
+                intents = head.info().labels.len(),
+                examples = embedded.len(),
+                "took the intent head fine-tuned with the intent encoder"
+            );
+            head
+        }
+        None => {
+            let (head, calibration): (IntentHead, Calibration) =
+                train_calibrated(embedded, hash, TrainOptions::default())?;
+            tracing::info!(
+                intents = head.info().labels.len(),
+                examples = embedded.len(),
+                secs = started.elapsed().as_secs_f64(),
+                temperature = calibration.temperature,
+                neighbour_weight = calibration.neighbour_weight,
+                held_out_accuracy = calibration.after.accuracy,
+                ece_before = calibration.before.ece,
+                ece_after = calibration.after.ece,
+                "trained the intent head on the knowledge base"
+            );
+            head
+        }
+    };
     cache::keep("intent head", cache::save_head(cache_dir, &head));
     Ok(head)
 }
@@ -337,7 +350,8 @@ impl Engine {
             None => {
                 let intent_embedder = tuned.as_ref().map_or(&embedder, |(e, _)| e);
                 let embedded = embed_examples(intent_embedder, &labelled)?;
-                let head = train_head(&config.cache_dir, &embedded, hash)?;
+                let tuned_dir = config.intent_encoder.as_deref();
+                let head = head_for(&config.cache_dir, tuned_dir, &embedded, hash)?;
                 let examples = labelled
                     .into_iter()
                     .zip(embedded)
@@ -371,12 +385,13 @@ impl Engine {
             retriever,
             knowledge: Knowledge::of(&kb),
         };
-        let intent_encoder = match tuned {
-            Some((embedder, id)) => Some(IntentEncoder {
+        let intent_encoder = match (tuned, &config.intent_encoder) {
+            (Some((embedder, id)), Some(dir)) => Some(IntentEncoder {
                 embed: EmbedHandle::spawn(embedder, config.worker.clone())?,
+                dir: dir.clone(),
                 id,
             }),
-            None => None,
+            _ => None,
         };
         let engine = Self {
             embed: EmbedHandle::spawn(embedder, config.worker.clone())?,
@@ -401,6 +416,11 @@ impl Engine {
             labelled,
             self.intent_encoder.as_ref().map(|e| e.id.as_str()),
         )
+    }
+
+    /// The folder of the fine-tuned intent encoder, when one is configured.
+    fn tuned_dir(&self) -> Option<&Path> {
+        self.intent_encoder.as_ref().map(|e| e.dir.as_path())
     }
 
     /// The worker intents are embedded with.

@@ -22,7 +22,10 @@ use serde::{Deserialize, Serialize};
 use self::data::every_fifth_of_each_label;
 pub use self::data::{LabelledText, data_hash, read_labelled_csv};
 pub use self::eval::{Metrics, calibrate, choose_threshold, evaluate};
-pub use self::tune::{TUNING_FILE, TuneOptions, TuneReport, fine_tune, read_tuning};
+pub use self::tune::{
+    JOINT_HEAD, TUNING_FILE, TuneOptions, TuneReport, fine_tune, read_joint_head, read_tuning,
+    tuned_data_hash, tuned_encoder_id,
+};
 use super::{AiError, EMBEDDING_DIM, Embedder, Embedding};
 
 /// The label the datasets (and the knowledge base) use for "none of the intents".
@@ -603,24 +606,42 @@ fn vote(cosines: &[f32], labels: &[u32], classes: usize) -> Vec<f32> {
     votes
 }
 
-/// How a head trained by [`train_calibrated`] was calibrated.
+/// How a head was calibrated on held-out examples ([`calibrate_on`]).
 #[derive(Clone, Debug, Serialize)]
 pub struct Calibration {
     pub temperature: f32,
     /// The neighbours' vote's share, chosen on the same held-out examples.
     pub neighbour_weight: f32,
-    /// Held-out figures of the probe head before temperature scaling and the neighbours'
-    /// vote (the network alone), and after both.
+    /// Held-out figures of the head before temperature scaling and the neighbours' vote (the
+    /// network alone), and after both.
     pub before: Metrics,
     pub after: Metrics,
 }
 
+/// Calibrates a head with neighbours on held-out examples it was not trained on: fits the
+/// temperature, then the neighbour weight, then the temperature again for the mixture.
+pub fn calibrate_on(
+    head: &mut IntentHead,
+    held_out: &[(Embedding, String)],
+) -> Result<Calibration, AiError> {
+    let before = evaluate(head, held_out)?;
+    calibrate(head, held_out)?;
+    let neighbour_weight = head.choose_neighbour_weight(held_out)?;
+    let temperature = calibrate(head, held_out)?;
+    let after = evaluate(head, held_out)?;
+    Ok(Calibration {
+        temperature,
+        neighbour_weight,
+        before,
+        after,
+    })
+}
+
 /// Trains a head whose confidences are calibrated, with no separate validation data: a probe
-/// head trained on four examples in five, with those as its neighbours, fits the temperature,
-/// then the neighbour weight, then the temperature again for the mixture, on the fifth (every
-/// fifth example of each intent, so the split does not depend on the order of the intents);
-/// then the head is trained on everything, keeps every example as a neighbour, and is given
-/// that temperature and weight.
+/// head trained on four examples in five, with those as its neighbours, is calibrated
+/// ([`calibrate_on`]) on the fifth (every fifth example of each intent, so the split does not
+/// depend on the order of the intents); then the head is trained on everything, keeps every
+/// example as a neighbour, and is given the probe's temperature and weight.
 pub fn train_calibrated(
     examples: &[(Embedding, String)],
     hash: String,
@@ -629,25 +650,13 @@ pub fn train_calibrated(
     let (fit, held) = every_fifth_of_each_label(examples);
     let mut probe = IntentHead::train(&fit, hash.clone(), options.clone())?;
     probe.keep_neighbours(&fit)?;
-    let before = evaluate(&probe, &held)?;
-    calibrate(&mut probe, &held)?;
-    let neighbour_weight = probe.choose_neighbour_weight(&held)?;
-    let temperature = calibrate(&mut probe, &held)?;
-    let after = evaluate(&probe, &held)?;
+    let calibration = calibrate_on(&mut probe, &held)?;
     let mut head = IntentHead::train(examples, hash, options)?;
     head.keep_neighbours(examples)?;
-    head.set_temperature(temperature);
-    head.set_neighbour_weight(neighbour_weight);
-    head.set_threshold(0.0, Some(after.clone()));
-    Ok((
-        head,
-        Calibration {
-            temperature,
-            neighbour_weight,
-            before,
-            after,
-        },
-    ))
+    head.set_temperature(calibration.temperature);
+    head.set_neighbour_weight(calibration.neighbour_weight);
+    head.set_threshold(0.0, Some(calibration.after.clone()));
+    Ok((head, calibration))
 }
 
 /// Embeds labelled examples in batches, ready for [`IntentHead::train`] or [`evaluate`].

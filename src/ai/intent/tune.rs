@@ -3,7 +3,9 @@
 //! autograd, and the tuned encoder is written as a model folder the fast [`Embedder`] loads
 //! like the shipped one. Its embeddings separate the intents far better than the frozen
 //! encoder's (BANKING77 and CLINC150 in docs/ai-quality.md), at minutes of training instead of
-//! seconds; the intent head itself is then trained over them as usual ([`super::train_calibrated`]).
+//! seconds. The head trained with it is written into the folder too ([`JOINT_HEAD`]): it is
+//! the head to serve over that encoder for those examples; for other examples a head is
+//! trained over the tuned embeddings as usual ([`super::train_calibrated`]).
 //!
 //! The forward pass here is BERT's, written with candle tensors so it can be differentiated:
 //! the fast encoder in `ai::bert` computes the same function without a graph.
@@ -16,8 +18,9 @@ use std::time::Instant;
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{Linear, Module, Optimizer, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use super::{LabelledText, SplitMix, candle, data_hash};
+use super::{HeadInfo, IntentHead, LabelledText, SplitMix, TrainOptions, candle, data_hash};
 use crate::ai::tokenize::WordPiece;
 use crate::ai::{AiError, EMBEDDING_DIM};
 
@@ -68,6 +71,9 @@ pub struct TuneReport {
 
 /// The file a tuned folder holds beside the model's own three.
 pub const TUNING_FILE: &str = "tuning.json";
+
+/// The name ([`IntentHead::save`]) of the head trained with the encoder, in the tuned folder.
+pub const JOINT_HEAD: &str = "intents";
 
 /// The files a model folder holds; the tuned one copies the first two from its base.
 const CONFIG: &str = "config.json";
@@ -167,8 +173,71 @@ pub fn fine_tune(
         epoch_losses,
         seconds: start.elapsed().as_secs_f64(),
     };
-    write_model(base, &varmap, &report, out)?;
+    let tuning = serde_json::to_vec_pretty(&report).map_err(|e| AiError::InvalidModel {
+        path: out.join(TUNING_FILE),
+        reason: e.to_string(),
+    })?;
+    let info = HeadInfo {
+        labels: labels.into_iter().map(str::to_owned).collect(),
+        threshold: 0.0,
+        data_hash: tuned_data_hash(&report.data_hash, &hex_sha256(&tuning)),
+        options: TrainOptions {
+            hidden: Head::HIDDEN,
+            epochs: options.epochs,
+            batch_size: options.batch_size,
+            learning_rate: options.head_learning_rate,
+            weight_decay: options.weight_decay,
+            dropout: options.dropout,
+            seed: options.seed,
+        },
+        validation: None,
+        temperature: 1.0,
+        neighbours: 0,
+        neighbour_weight: 0.0,
+    };
+    let joint = IntentHead {
+        info,
+        varmap: head_vars,
+        hidden: head.hidden,
+        output: head.output,
+        neighbours: None,
+    };
+    write_model(base, &varmap, &tuning, &joint, out)?;
     Ok(report)
+}
+
+/// What identifies a tuned encoder: the SHA-256 of its [`TUNING_FILE`], which differs between
+/// any two fine-tuning runs. Fails when `dir` holds no tuning report.
+pub fn tuned_encoder_id(dir: &Path) -> Result<String, AiError> {
+    let path = dir.join(TUNING_FILE);
+    let bytes = std::fs::read(&path).map_err(|source| AiError::ModelIo {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_slice::<TuneReport>(&bytes).map_err(|e| AiError::InvalidModel {
+        path,
+        reason: e.to_string(),
+    })?;
+    Ok(hex_sha256(&bytes))
+}
+
+/// The data hash of a head over a tuned encoder: the examples' [`data_hash`] and the encoder's
+/// [`tuned_encoder_id`], so a head trained over another encoder never passes for it.
+pub fn tuned_data_hash(data_hash: &str, encoder_id: &str) -> String {
+    format!("{data_hash}+{encoder_id}")
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The head trained with the encoder in the tuned folder `dir`, without neighbours, at
+/// temperature 1. Its data hash is the [`tuned_data_hash`] of the examples it was tuned on.
+pub fn read_joint_head(dir: &Path) -> Result<IntentHead, AiError> {
+    IntentHead::load(dir, JOINT_HEAD)
 }
 
 /// The tensors of a safetensors file, widened to f32, as the variables of a [`VarMap`] under
@@ -240,11 +309,13 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, AiError> 
 }
 
 /// Writes the tuned weights (f32, under the base's names) with the base's config and
-/// tokenizer to a fresh folder beside `out`, then renames it into place.
+/// tokenizer, the tuning report and the joint head to a fresh folder beside `out`, then
+/// renames it into place.
 fn write_model(
     base: &Path,
     varmap: &VarMap,
-    report: &TuneReport,
+    tuning: &[u8],
+    joint: &IntentHead,
     out: &Path,
 ) -> Result<(), AiError> {
     let mut name = out.file_name().unwrap_or_default().to_os_string();
@@ -259,11 +330,8 @@ fn write_model(
         std::fs::copy(base.join(file), staging.join(file)).map_err(io(&base.join(file)))?;
     }
     varmap.save(staging.join(WEIGHTS)).map_err(candle)?;
-    let json = serde_json::to_string_pretty(report).map_err(|e| AiError::InvalidModel {
-        path: staging.join(TUNING_FILE),
-        reason: e.to_string(),
-    })?;
-    std::fs::write(staging.join(TUNING_FILE), json).map_err(io(&staging))?;
+    std::fs::write(staging.join(TUNING_FILE), tuning).map_err(io(&staging))?;
+    joint.save(&staging, JOINT_HEAD)?;
     if out.exists() {
         std::fs::remove_dir_all(out).map_err(io(out))?;
     }
@@ -505,9 +573,8 @@ fn softmax(x: &Tensor) -> candle_core::Result<Tensor> {
     num.broadcast_div(&den)
 }
 
-/// The head trained with the encoder: the intent head's shape (a hidden layer of 512 with
-/// GELU over the embedding scaled to unit variance). It only shapes the encoder; the head
-/// served is trained afterwards over the tuned embeddings.
+/// The head trained with the encoder: the intent head's network (a hidden layer of 512 with
+/// GELU over the embedding scaled to unit variance), written as an [`IntentHead`] at the end.
 struct Head {
     hidden: Linear,
     output: Linear,
