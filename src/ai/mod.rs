@@ -34,3 +34,14 @@ pub use engine::{
 };
 pub use error::AiError;
 pub use worker::{EmbedHandle, WorkerConfig};
+
+/// A name beside `path` that no other process uses, to write into before renaming into place.
+fn staging_path(path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4()
+    ));
+    path.with_file_name(name)
+}

@@ -3,10 +3,10 @@
 //! temporary name first and are renamed into place, so a crash or a second process starting at
 //! the same moment never leaves half a file under the real name.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::ai::AiError;
 use crate::ai::intent::IntentHead;
+use crate::ai::{AiError, staging_path};
 
 /// Named for the way the head is trained: a head from an older way is never read.
 const HEAD_DIR: &str = "intent-head-neighbours";
@@ -28,7 +28,7 @@ pub(super) fn load_head(cache: &Path, hash: &str) -> Option<IntentHead> {
 }
 
 pub(super) fn save_head(cache: &Path, head: &IntentHead) -> Result<(), AiError> {
-    let staging = temporary(&cache.join(HEAD_DIR));
+    let staging = staging_path(&cache.join(HEAD_DIR));
     head.save(&staging, HEAD_NAME)?;
     let dir = cache.join(HEAD_DIR);
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -37,17 +37,6 @@ pub(super) fn save_head(cache: &Path, head: &IntentHead) -> Result<(), AiError> 
         std::fs::rename(staging.join(&file), dir.join(&file)).map_err(io(&dir))?;
     }
     std::fs::remove_dir_all(&staging).map_err(io(&staging))
-}
-
-/// A name beside `path` that no other process uses.
-fn temporary(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        uuid::Uuid::new_v4()
-    ));
-    path.with_file_name(name)
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AiError {

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::{HeadInfo, IntentHead, LabelledText, SplitMix, TrainOptions, candle, data_hash};
 use crate::ai::tokenize::WordPiece;
-use crate::ai::{AiError, EMBEDDING_DIM};
+use crate::ai::{AiError, EMBEDDING_DIM, staging_path};
 
 /// How to fine-tune. The defaults are the recipe of the PyTorch runs in docs/ai-quality.md.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -318,9 +318,7 @@ fn write_model(
     joint: &IntentHead,
     out: &Path,
 ) -> Result<(), AiError> {
-    let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    let staging = out.with_file_name(name);
+    let staging = staging_path(out);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| AiError::ModelIo { path, source }
