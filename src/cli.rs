@@ -81,8 +81,9 @@ pub enum EvalCommand {
     /// VADER alone, the head alone and the fused model on a `text,label` CSV (binary or 3-class).
     Sentiment(EvalSentimentArgs),
     /// Train an intent head on one CSV as the server does (temperature and neighbour weight
-    /// chosen on a held-out fifth of it), choose its out-of-scope threshold on another, test it
-    /// on a third.
+    /// chosen on a held-out fifth of it; over a fine-tuned encoder, the head trained with it,
+    /// calibrated on the validation CSV), choose its out-of-scope threshold on another, test
+    /// it on a third.
     Intents(EvalIntentsArgs),
     /// Dense, BM25, reciprocal-rank and convex fusion on a JSON-lines corpus and queries.
     Retrieval(EvalRetrievalArgs),
