@@ -11,7 +11,7 @@ use crate::agents::create_agent;
 use crate::ai::intent::{
     Calibration, IntentHead, LabelledText, TUNING_FILE, TrainOptions, TuneOptions, calibrate_on,
     choose_threshold, data_hash, embed_examples, evaluate as evaluate_intents, fine_tune,
-    read_joint_head, read_labelled_csv, train_calibrated, tuned_data_hash, tuned_encoder_id,
+    joint_head_for, read_labelled_csv, train_calibrated, tuned_data_hash, tuned_encoder_id,
 };
 use crate::ai::retrieval;
 use crate::ai::sentiment::{self, Sentiment};
@@ -387,7 +387,7 @@ fn intent_head(
 ) -> anyhow::Result<ChosenHead> {
     let joint = if encoder_dir.join(TUNING_FILE).exists() {
         let tuned_hash = tuned_data_hash(&hash, &tuned_encoder_id(encoder_dir)?);
-        Some(read_joint_head(encoder_dir)?).filter(|h| h.info().data_hash == tuned_hash)
+        joint_head_for(encoder_dir, &tuned_hash, train_set)?
     } else {
         None
     };
@@ -399,7 +399,6 @@ fn intent_head(
             joint: false,
         });
     };
-    head.keep_neighbours(train_set)?;
     let calibration = match held_out {
         Some(held_out) => Some(calibrate_on(&mut head, held_out)?),
         None => None,

@@ -25,8 +25,8 @@ pub use self::passages::{FreshEmbeddings, StoredEmbeddings, passages};
 pub use self::responder::{ConversationContext, Reply, ReplyKind, ResponderConfig, Source};
 use super::entities::{Entity, EntityConfig, EntityExtractor, Gazetteer};
 use super::intent::{
-    Calibration, IntentHead, LabelledText, TrainOptions, data_hash, embed_examples,
-    read_joint_head, train_calibrated, tuned_data_hash, tuned_encoder_id,
+    Calibration, IntentHead, LabelledText, TrainOptions, data_hash, embed_examples, joint_head_for,
+    train_calibrated, tuned_data_hash, tuned_encoder_id,
 };
 use super::retrieval::{Fusion, IndexSync, Retriever};
 use super::sentiment::{Sentiment, SentimentScore};
@@ -276,12 +276,11 @@ fn head_for(
 ) -> Result<IntentHead, AiError> {
     let started = Instant::now();
     let joint = match tuned {
-        Some(dir) => Some(read_joint_head(dir)?).filter(|h| h.info().data_hash == hash),
+        Some(dir) => joint_head_for(dir, &hash, embedded)?,
         None => None,
     };
     let head = match joint {
-        Some(mut head) => {
-            head.keep_neighbours(embedded)?;
+        Some(head) => {
             tracing::info!(
                 intents = head.info().labels.len(),
                 examples = embedded.len(),
@@ -336,7 +335,7 @@ impl Engine {
         let tuned = match &config.intent_encoder {
             Some(dir) => {
                 let id = tuned_encoder_id(dir)?;
-                Some((Embedder::load(dir, options)?, id))
+                Some((Embedder::load(dir, options)?, id, dir))
             }
             None => None,
         };
@@ -344,13 +343,13 @@ impl Engine {
         let kb = canonical(kb);
 
         let labelled = labelled_examples(&kb);
-        let hash = intent_hash(&labelled, tuned.as_ref().map(|(_, id)| id.as_str()));
+        let hash = intent_hash(&labelled, tuned.as_ref().map(|(_, id, _)| id.as_str()));
         let (intents, examples) = match cache::load_head(&config.cache_dir, &hash) {
             Some(head) => (head, HashMap::new()),
             None => {
-                let intent_embedder = tuned.as_ref().map_or(&embedder, |(e, _)| e);
+                let intent_embedder = tuned.as_ref().map_or(&embedder, |(e, _, _)| e);
                 let embedded = embed_examples(intent_embedder, &labelled)?;
-                let tuned_dir = config.intent_encoder.as_deref();
+                let tuned_dir = tuned.as_ref().map(|(_, _, dir)| dir.as_path());
                 let head = head_for(&config.cache_dir, tuned_dir, &embedded, hash)?;
                 let examples = labelled
                     .into_iter()
@@ -385,13 +384,13 @@ impl Engine {
             retriever,
             knowledge: Knowledge::of(&kb),
         };
-        let intent_encoder = match (tuned, &config.intent_encoder) {
-            (Some((embedder, id)), Some(dir)) => Some(IntentEncoder {
+        let intent_encoder = match tuned {
+            Some((embedder, id, dir)) => Some(IntentEncoder {
                 embed: EmbedHandle::spawn(embedder, config.worker.clone())?,
                 dir: dir.clone(),
                 id,
             }),
-            _ => None,
+            None => None,
         };
         let engine = Self {
             embed: EmbedHandle::spawn(embedder, config.worker.clone())?,

@@ -23,8 +23,8 @@ use self::data::every_fifth_of_each_label;
 pub use self::data::{LabelledText, data_hash, read_labelled_csv};
 pub use self::eval::{Metrics, calibrate, choose_threshold, evaluate};
 pub use self::tune::{
-    JOINT_HEAD, TUNING_FILE, TuneOptions, TuneReport, fine_tune, read_joint_head, read_tuning,
-    tuned_data_hash, tuned_encoder_id,
+    JOINT_HEAD, TUNING_FILE, TuneOptions, TuneReport, fine_tune, joint_head_for, read_joint_head,
+    read_tuning, tuned_data_hash, tuned_encoder_id,
 };
 use super::{AiError, EMBEDDING_DIM, Embedder, Embedding};
 

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::{HeadInfo, IntentHead, LabelledText, SplitMix, TrainOptions, candle, data_hash};
 use crate::ai::tokenize::WordPiece;
-use crate::ai::{AiError, EMBEDDING_DIM, staging_path};
+use crate::ai::{AiError, EMBEDDING_DIM, Embedding, staging_path};
 
 /// How to fine-tune. The defaults are the recipe of the PyTorch runs in docs/ai-quality.md.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -238,6 +238,23 @@ fn hex_sha256(bytes: &[u8]) -> String {
 /// temperature 1. Its data hash is the [`tuned_data_hash`] of the examples it was tuned on.
 pub fn read_joint_head(dir: &Path) -> Result<IntentHead, AiError> {
     IntentHead::load(dir, JOINT_HEAD)
+}
+
+/// The head to serve over the tuned encoder in `dir` for the examples whose
+/// [`tuned_data_hash`] is `hash`: the head trained with the encoder, keeping `embedded` (those
+/// examples, embedded by that encoder) as neighbours, when the encoder was tuned on exactly
+/// those examples; `None` when it was tuned on others.
+pub fn joint_head_for(
+    dir: &Path,
+    hash: &str,
+    embedded: &[(Embedding, String)],
+) -> Result<Option<IntentHead>, AiError> {
+    let mut head = read_joint_head(dir)?;
+    if head.info().data_hash != hash {
+        return Ok(None);
+    }
+    head.keep_neighbours(embedded)?;
+    Ok(Some(head))
 }
 
 /// The tensors of a safetensors file, widened to f32, as the variables of a [`VarMap`] under
