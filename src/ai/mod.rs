@@ -35,6 +35,11 @@ pub use engine::{
 pub use error::AiError;
 pub use worker::{EmbedHandle, WorkerConfig};
 
+/// Bytes (a digest) as lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A name beside `path` that no other process uses, to write into before renaming into place.
 fn staging_path(path: &std::path::Path) -> std::path::PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();

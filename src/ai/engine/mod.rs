@@ -30,7 +30,7 @@ use super::intent::{
 };
 use super::retrieval::{Fusion, IndexSync, Retriever};
 use super::sentiment::{Sentiment, SentimentScore};
-use super::{AiError, EmbedHandle, Embedder, EmbedderOptions, Embedding, WorkerConfig};
+use super::{AiError, EmbedHandle, Embedder, EmbedderOptions, Embedding, WorkerConfig, hex};
 use crate::kb::{Intent, KnowledgeBase};
 
 /// Passages returned with an analysis.
@@ -233,10 +233,7 @@ fn canonical(kb: &KnowledgeBase) -> KnowledgeBase {
 fn fingerprint(kb: &KnowledgeBase) -> String {
     let json =
         serde_json::to_vec(&(&kb.articles, &kb.intents)).expect("articles and intents serialise");
-    Sha256::digest(json)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(json))
 }
 
 /// The intent head's training data: every example with its intent's name.

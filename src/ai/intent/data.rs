@@ -5,7 +5,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::ai::AiError;
+use crate::ai::{AiError, hex};
 
 /// One example utterance and its intent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,11 +49,7 @@ pub fn data_hash(examples: &[LabelledText]) -> String {
         hasher.update(example.label.as_bytes());
         hasher.update([0x1e]);
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&hasher.finalize())
 }
 
 /// Items with their labels.

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 
 use super::{HeadInfo, IntentHead, LabelledText, SplitMix, TrainOptions, candle, data_hash};
 use crate::ai::tokenize::WordPiece;
-use crate::ai::{AiError, EMBEDDING_DIM, Embedding, staging_path};
+use crate::ai::{AiError, EMBEDDING_DIM, Embedding, hex, staging_path};
 
 /// How to fine-tune. The defaults are the recipe of the PyTorch runs in docs/ai-quality.md.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -180,7 +180,7 @@ pub fn fine_tune(
     let info = HeadInfo {
         labels: labels.into_iter().map(str::to_owned).collect(),
         threshold: 0.0,
-        data_hash: tuned_data_hash(&report.data_hash, &hex_sha256(&tuning)),
+        data_hash: tuned_data_hash(&report.data_hash, &hex(&Sha256::digest(&tuning))),
         options: TrainOptions {
             hidden: Head::HIDDEN,
             epochs: options.epochs,
@@ -218,20 +218,13 @@ pub fn tuned_encoder_id(dir: &Path) -> Result<String, AiError> {
         path,
         reason: e.to_string(),
     })?;
-    Ok(hex_sha256(&bytes))
+    Ok(hex(&Sha256::digest(&bytes)))
 }
 
 /// The data hash of a head over a tuned encoder: the examples' [`data_hash`] and the encoder's
 /// [`tuned_encoder_id`], so a head trained over another encoder never passes for it.
 pub fn tuned_data_hash(data_hash: &str, encoder_id: &str) -> String {
     format!("{data_hash}+{encoder_id}")
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The head trained with the encoder in the tuned folder `dir`, without neighbours, at

@@ -59,10 +59,7 @@ fn hex_digest(parts: &[&[u8]]) -> String {
         hasher.update(part);
         hasher.update([0x1e]);
     }
-    hasher.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::ai::hex(&hasher.finalize()[..16])
 }
 
 /// How the two rankings are combined.
