@@ -3,8 +3,11 @@
 //! shipped one; the head trained with it is served for those intents, and a head is trained
 //! over it for others; bad input is refused with a clear error.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::rows;
 use sha2::{Digest, Sha256};
 use switchboard::ai::intent::{
     LabelledText, TUNING_FILE, TrainOptions, TuneOptions, fine_tune, read_joint_head, read_tuning,
@@ -13,16 +16,6 @@ use switchboard::ai::intent::{
 use switchboard::ai::{AiError, Embedder, EmbedderOptions, Embedding, Engine};
 use switchboard::config::{AiSettings, Settings};
 use switchboard::kb::{Intent, KnowledgeBase};
-
-fn rows(pairs: &[(&str, &str)]) -> Vec<LabelledText> {
-    pairs
-        .iter()
-        .map(|(label, text)| LabelledText {
-            text: (*text).into(),
-            label: (*label).into(),
-        })
-        .collect()
-}
 
 fn base() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(Embedder::DEFAULT_DIR)

@@ -1,23 +1,16 @@
 //! The intent head on a small support data set: it learns the intents, rejects what is out of
 //! scope, and survives a save and load unchanged.
 
+mod common;
+
 use std::path::PathBuf;
 
+use common::rows;
 use switchboard::ai::intent::{
     IntentHead, LabelledText, OUT_OF_SCOPE, TrainOptions, choose_threshold, data_hash,
     embed_examples, evaluate, train_calibrated,
 };
 use switchboard::ai::{Embedder, EmbedderOptions};
-
-fn rows(pairs: &[(&str, &str)]) -> Vec<LabelledText> {
-    pairs
-        .iter()
-        .map(|(label, text)| LabelledText {
-            text: (*text).into(),
-            label: (*label).into(),
-        })
-        .collect()
-}
 
 #[test]
 fn learns_intents_rejects_out_of_scope_and_round_trips() {
