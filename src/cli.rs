@@ -9,13 +9,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::agents::create_agent;
 use crate::ai::intent::{
-    Calibration, IntentHead, LabelledText, TUNING_FILE, TrainOptions, TuneOptions, calibrate_on,
+    Calibration, IntentHead, LabelledText, TrainOptions, TuneOptions, calibrate_on,
     choose_threshold, data_hash, embed_examples, evaluate as evaluate_intents, fine_tune,
     joint_head_for, read_labelled_csv, train_calibrated, tuned_data_hash, tuned_encoder_id,
 };
 use crate::ai::retrieval;
 use crate::ai::sentiment::{self, Sentiment};
-use crate::ai::{Embedder, EmbedderOptions, Embedding};
+use crate::ai::{Embedder, EmbedderOptions, Embedding, TUNING_FILE};
 use crate::config::{LogFormat, Settings};
 use crate::domain::AgentRole;
 use crate::kb::KnowledgeBase;
@@ -153,6 +153,17 @@ pub struct EvalRetrievalArgs {
     /// Also write the figures as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
+    /// First fine-tune a query encoder on the tuning queries (two in five) against the
+    /// corpus as `--minilm` embeds it, write it to this folder as a model folder, and embed
+    /// the queries with it (the passages keep `--minilm`'s embeddings).
+    #[arg(long, value_name = "DIR")]
+    tune_queries: Option<PathBuf>,
+    /// Embed the queries with this folder, one `--tune-queries` wrote for the same corpus.
+    #[arg(long, value_name = "DIR", conflicts_with = "tune_queries")]
+    query_encoder: Option<PathBuf>,
+    /// Passes over the tuning queries when fine-tuning.
+    #[arg(long, default_value_t = retrieval::QueryTuneOptions::default().epochs)]
+    tune_epochs: usize,
     #[command(flatten)]
     encoder: EncoderArgs,
 }
@@ -570,8 +581,47 @@ fn eval_retrieval(args: EvalRetrievalArgs) -> anyhow::Result<()> {
     let embedder = load_embedder(&args.encoder)?;
     let corpus = retrieval::read_corpus(&args.corpus)?;
     let queries = retrieval::read_queries(&args.queries)?;
+    if let Some(out) = &args.tune_queries {
+        let training = retrieval::tuning_queries(&corpus, &queries)?;
+        let texts: Vec<String> = corpus
+            .iter()
+            .map(retrieval::Passage::embedding_text)
+            .collect();
+        let passages = embedder.embed_all(&texts)?;
+        let options = retrieval::QueryTuneOptions {
+            epochs: args.tune_epochs,
+            ..Default::default()
+        };
+        println!(
+            "fine-tuning a query encoder on {} tuning queries against {} passages",
+            training.len(),
+            passages.len()
+        );
+        let report = retrieval::tune_queries(
+            &args.encoder.minilm,
+            &passages,
+            &training,
+            &options,
+            out,
+            |epoch, loss| println!("  epoch {epoch}: mean loss {loss:.4}"),
+        )?;
+        println!("  {:.0} s, written to {}", report.seconds, out.display());
+    }
+    let query_dir = args.tune_queries.as_ref().or(args.query_encoder.as_ref());
+    let query_embedder = match query_dir {
+        Some(dir) => Some(load_embedder(&EncoderArgs {
+            minilm: dir.clone(),
+            threads: args.encoder.threads,
+        })?),
+        None => None,
+    };
     let start = std::time::Instant::now();
-    let report = retrieval::compare_fusions(&embedder, corpus, &queries)?;
+    let report = retrieval::compare_fusions(
+        &embedder,
+        query_embedder.as_ref().unwrap_or(&embedder),
+        corpus,
+        &queries,
+    )?;
     println!(
         "{} passages, {} queries ({} for tuning), {:.1} s",
         report.passages,

@@ -41,6 +41,9 @@ pub enum AiError {
     /// The intent head failed to build, train, run, save or load.
     #[error("intent head failed")]
     Head(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Training failed inside candle (building, differentiating or saving a network).
+    #[error("training failed")]
+    Training(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The search index's folder could not be read or written.
     #[error("cannot use the search index folder {path}")]
     IndexIo {

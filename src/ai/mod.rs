@@ -24,6 +24,7 @@ pub mod intent;
 pub mod retrieval;
 pub mod sentiment;
 mod tokenize;
+mod training;
 mod worker;
 
 pub use embedder::{EMBEDDING_DIM, Embedder, EmbedderOptions, Embedding};
@@ -33,6 +34,7 @@ pub use engine::{
     SuggestedArticle, Suggestions, UpdateTurn, article_link, passages,
 };
 pub use error::AiError;
+pub use training::TUNING_FILE;
 pub use worker::{EmbedHandle, WorkerConfig};
 
 /// Bytes (a digest) as lower-case hex.

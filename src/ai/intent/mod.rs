@@ -23,9 +23,10 @@ use self::data::every_fifth_of_each_label;
 pub use self::data::{LabelledText, data_hash, read_labelled_csv};
 pub use self::eval::{Metrics, calibrate, choose_threshold, evaluate};
 pub use self::tune::{
-    JOINT_HEAD, TUNING_FILE, TuneOptions, TuneReport, fine_tune, joint_head_for, read_joint_head,
-    read_tuning, tuned_data_hash, tuned_encoder_id,
+    JOINT_HEAD, TuneOptions, TuneReport, fine_tune, joint_head_for, read_joint_head, read_tuning,
+    tuned_data_hash, tuned_encoder_id,
 };
+use super::training::SplitMix;
 use super::{AiError, EMBEDDING_DIM, Embedder, Embedding};
 
 /// The label the datasets (and the knowledge base) use for "none of the intents".
@@ -675,62 +676,6 @@ pub fn embed_examples(
         );
     }
     Ok(out)
-}
-
-/// splitmix64: a seeded generator for initial weights, dropout masks and example order, so a
-/// retrain on the same data gives the same head (candle cannot seed its CPU generator).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Fisher–Yates.
-    fn shuffle(&mut self, items: &mut [usize]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, (self.next_u64() % (i as u64 + 1)) as usize);
-        }
-    }
-
-    /// PyTorch's default `nn.Linear` initialisation: uniform in `±1/√fan_in`.
-    fn init(
-        &mut self,
-        varmap: &mut VarMap,
-        name: &str,
-        shape: &[usize],
-        fan_in: usize,
-    ) -> Result<(), AiError> {
-        let bound = 1.0 / (fan_in as f32).sqrt();
-        let len = shape.iter().product();
-        let values: Vec<f32> = (0..len)
-            .map(|_| (2.0 * self.unit() - 1.0) * bound)
-            .collect();
-        let tensor = Tensor::from_vec(values, shape, &Device::Cpu).map_err(candle)?;
-        varmap.set_one(name, tensor).map_err(candle)
-    }
-
-    /// Inverted dropout with a mask drawn from this generator.
-    fn dropout(&mut self, h: &Tensor, p: f32) -> Result<Tensor, AiError> {
-        if p <= 0.0 {
-            return Ok(h.clone());
-        }
-        let keep = 1.0 / (1.0 - p);
-        let mask: Vec<f32> = (0..h.elem_count())
-            .map(|_| if self.unit() >= p { keep } else { 0.0 })
-            .collect();
-        let mask = Tensor::from_vec(mask, h.shape(), &Device::Cpu).map_err(candle)?;
-        (h * mask).map_err(candle)
-    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,12 @@
 //! Ranking quality on a labelled set: corpus and queries in the JSON-lines layout of
 //! `../shared/datasets/stackfaq`, scored with MRR@10, Recall@1/5 and nDCG@10.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Fusion, Passage, Retriever};
+use super::{Fusion, Passage, Retriever, TrainingQuery};
 use crate::ai::{AiError, Embedder};
 
 /// Dense weights tried for convex fusion on the tuning queries.
@@ -116,12 +116,60 @@ pub fn score_rankings(rankings: &[(Vec<String>, &Judged)]) -> RankingMetrics {
     m
 }
 
+/// Whether the query at `position` in the file is a tuning query: two of every five are. The
+/// convex fusion's weight is chosen on them, and a query encoder is tuned on them; the others
+/// are held out.
+pub fn is_tuning_query(position: usize) -> bool {
+    position % 5 < 2
+}
+
+/// The tuning queries ([`is_tuning_query`]) with the positions in `corpus` of the passages
+/// that answer them, to tune a query encoder on. Fails on a query naming a passage the corpus
+/// does not hold.
+pub fn tuning_queries(
+    corpus: &[Passage],
+    queries: &[Judged],
+) -> Result<Vec<TrainingQuery>, AiError> {
+    let positions: HashMap<&str, usize> = corpus
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id.as_str(), i))
+        .collect();
+    queries
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| is_tuning_query(*i))
+        .map(|(_, q)| {
+            let relevant = q
+                .relevant
+                .iter()
+                .map(|id| {
+                    positions.get(id.as_str()).copied().ok_or_else(|| {
+                        AiError::TrainingData(format!(
+                            "query {} names passage {id}, which the corpus does not hold",
+                            q.id
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(TrainingQuery {
+                text: q.text.clone(),
+                relevant,
+            })
+        })
+        .collect()
+}
+
 /// Every fusion's figures on the held-out queries, with the convex weight chosen on the
-/// tuning queries (two of every five, by position in the file).
+/// tuning queries ([`is_tuning_query`]).
 #[derive(Clone, Debug, Serialize)]
 pub struct FusionComparison {
     pub passages: usize,
     pub tuning_queries: usize,
+    /// The weight with the best MRR@10 on the tuning queries; of weights tied there, the
+    /// largest, the nearest to dense retrieval alone: a tie says the tuning queries cannot
+    /// tell the weights apart (as when a query encoder was tuned on them and ranks them all
+    /// first), and then the ranking changes least.
     pub chosen_dense_weight: f32,
     /// Convex fusion's MRR@10 on the tuning queries, per weight tried.
     pub tuning: Vec<(f32, f64)>,
@@ -131,19 +179,20 @@ pub struct FusionComparison {
     pub all: Vec<(String, RankingMetrics)>,
 }
 
-/// Embeds the corpus and the queries, then compares dense, BM25, reciprocal-rank and convex
-/// fusion.
+/// Embeds the corpus with `passages` and the queries with `questions` (the same encoder, or a
+/// query encoder tuned for it), then compares dense, BM25, reciprocal-rank and convex fusion.
 pub fn compare_fusions(
-    embedder: &Embedder,
+    passages: &Embedder,
+    questions: &Embedder,
     corpus: Vec<Passage>,
     queries: &[Judged],
 ) -> Result<FusionComparison, AiError> {
     let texts: Vec<String> = corpus.iter().map(Passage::embedding_text).collect();
-    let vectors = embedder.embed_all(&texts)?;
-    let passages = corpus.len();
+    let vectors = passages.embed_all(&texts)?;
+    let passage_count = corpus.len();
     let retriever = Retriever::build(corpus, &vectors, Fusion::default(), None)?;
-    let questions: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
-    let asked = embedder.embed_all(&questions)?;
+    let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
+    let asked = questions.embed_all(&texts)?;
     let run = |fusion: Fusion, pick: &dyn Fn(usize) -> bool| -> Result<RankingMetrics, AiError> {
         let mut rankings = Vec::new();
         for (i, (q, e)) in queries.iter().zip(&asked).enumerate() {
@@ -159,8 +208,8 @@ pub fn compare_fusions(
         }
         Ok(score_rankings(&rankings))
     };
-    let tune = |i: usize| i % 5 < 2;
-    let hold = |i: usize| i % 5 >= 2;
+    let tune = |i: usize| is_tuning_query(i);
+    let hold = |i: usize| !is_tuning_query(i);
     let mut tuning = Vec::new();
     for w in DENSE_WEIGHTS {
         let m = run(Fusion::Convex { dense_weight: w }, &tune)?;
@@ -168,7 +217,7 @@ pub fn compare_fusions(
     }
     let chosen = tuning
         .iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.total_cmp(&a.0)))
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(a.0.total_cmp(&b.0)))
         .map_or(1.0, |t| t.0);
     let fusions = [
         ("dense".to_owned(), Fusion::Dense),
@@ -188,7 +237,7 @@ pub fn compare_fusions(
         all.push((name, run(fusion, &|_| true)?));
     }
     Ok(FusionComparison {
-        passages,
+        passages: passage_count,
         tuning_queries: (0..queries.len()).filter(|&i| tune(i)).count(),
         chosen_dense_weight: chosen,
         tuning,

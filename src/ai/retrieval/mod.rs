@@ -7,6 +7,7 @@
 
 mod bm25;
 mod eval;
+mod tune;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,9 +16,10 @@ use serde::{Deserialize, Serialize};
 
 pub use self::bm25::IndexSync;
 pub use self::eval::{
-    FusionComparison, Judged, RankingMetrics, compare_fusions, read_corpus, read_queries,
-    score_rankings,
+    FusionComparison, Judged, RankingMetrics, compare_fusions, is_tuning_query, read_corpus,
+    read_queries, score_rankings, tuning_queries,
 };
+pub use self::tune::{QueryTuneOptions, QueryTuneReport, TrainingQuery, tune_queries};
 use super::{AiError, EMBEDDING_DIM, Embedding};
 
 /// BM25 candidates considered per query; dense scores are computed for every passage.
