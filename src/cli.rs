@@ -117,6 +117,9 @@ pub struct TuneArgs {
     /// Passes over the training examples when fine-tuning.
     #[arg(long, default_value_t = TuneOptions::default().epochs)]
     tune_epochs: usize,
+    /// Train the word embeddings too when fine-tuning (slower steps).
+    #[arg(long)]
+    tune_word_embeddings: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -358,6 +361,7 @@ fn intent_embedder(
     };
     let options = TuneOptions {
         epochs: tune.tune_epochs,
+        word_embeddings: tune.tune_word_embeddings,
         ..TuneOptions::default()
     };
     println!(

@@ -78,8 +78,8 @@ const CONFIG: &str = "config.json";
 const TOKENIZER: &str = "tokenizer.json";
 const WEIGHTS: &str = "model.safetensors";
 
-/// The word embeddings stay as they are: 30,522 rows of which a batch touches a few dozen, yet
-/// AdamW would rewrite all 11.7 million values at every step.
+/// The word embeddings: 30,522 rows of which a batch touches a few dozen, yet AdamW rewrites
+/// all 11.7 million values at every step. They are trained only when asked.
 const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
 
 /// The tensors of a safetensors file, widened to f32, as the variables of a [`VarMap`] under
@@ -171,28 +171,32 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
 /// (f32, under their own names), and the forward pass over them.
 pub(crate) struct Tunable {
     base: PathBuf,
+    /// Whether the optimiser trains [`WORD_EMBEDDINGS`] too.
+    words: bool,
     pub tokenizer: WordPiece,
     pub encoder: Encoder,
     varmap: VarMap,
 }
 
 impl Tunable {
-    /// Loads the model folder `base` (`config.json`, `tokenizer.json`, `model.safetensors`).
-    pub(crate) fn load(base: &Path) -> Result<Self, AiError> {
+    /// Loads the model folder `base` (`config.json`, `tokenizer.json`, `model.safetensors`);
+    /// with `words`, gradients reach the word embeddings and the optimiser trains them.
+    pub(crate) fn load(base: &Path, words: bool) -> Result<Self, AiError> {
         let tokenizer = WordPiece::load(&base.join(TOKENIZER))?;
         let config: Config = read_json(&base.join(CONFIG))?;
         let weights = base.join(WEIGHTS);
         let varmap = load_variables(&weights)?;
-        let encoder = Encoder::new(&varmap, &config, &weights)?;
+        let encoder = Encoder::new(&varmap, &config, &weights, words)?;
         Ok(Self {
             base: base.to_path_buf(),
+            words,
             tokenizer,
             encoder,
             varmap,
         })
     }
 
-    /// AdamW over the encoder's variables but [`WORD_EMBEDDINGS`].
+    /// AdamW over the encoder's variables, [`WORD_EMBEDDINGS`] only when they are trained.
     pub(crate) fn optimiser(
         &self,
         learning_rate: f64,
@@ -201,7 +205,7 @@ impl Tunable {
         let vars = self.varmap.data().lock().map_err(|_| poisoned())?;
         let trainable = vars
             .iter()
-            .filter(|(name, _)| name.as_str() != WORD_EMBEDDINGS)
+            .filter(|(name, _)| self.words || name.as_str() != WORD_EMBEDDINGS)
             .map(|(_, var)| var.clone())
             .collect();
         adamw(trainable, learning_rate, weight_decay)
@@ -327,7 +331,7 @@ pub(crate) struct Encoder {
 }
 
 impl Encoder {
-    fn new(varmap: &VarMap, config: &Config, path: &Path) -> Result<Self, AiError> {
+    fn new(varmap: &VarMap, config: &Config, path: &Path, words: bool) -> Result<Self, AiError> {
         let vb = VarBuilder::from_varmap(varmap, DType::F32, &Device::Cpu);
         let (h, inner, eps) = (
             EMBEDDING_DIM,
@@ -350,10 +354,9 @@ impl Encoder {
         };
         let build = || -> candle_core::Result<Self> {
             let e = vb.pp("embeddings");
+            let table = e.get((config.vocab_size, h), "word_embeddings.weight")?;
             Ok(Self {
-                words: e
-                    .get((config.vocab_size, h), "word_embeddings.weight")?
-                    .detach(),
+                words: if words { table } else { table.detach() },
                 positions: e.get(
                     (config.max_position_embeddings, h),
                     "position_embeddings.weight",
@@ -512,6 +515,50 @@ mod tests {
         assert_ne!(first, second, "each epoch batches differently");
     }
 
+    /// Gradients reach the word embeddings, and the optimiser changes them, only when asked.
+    #[test]
+    fn the_word_embeddings_are_trained_only_when_asked() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(Embedder::DEFAULT_DIR);
+        for words in [false, true] {
+            let tunable = Tunable::load(&dir, words).expect("model");
+            let ids = tunable.tokenizer.ids("refund my trip").expect("ids");
+            let mut rng = SplitMix(1);
+            let mut no_dropout = Dropout {
+                rng: &mut rng,
+                p: 0.0,
+            };
+            let pooled = tunable
+                .encoder
+                .embed(&[&ids], &mut no_dropout)
+                .expect("forward");
+            let grads = pooled
+                .sum_all()
+                .and_then(|s| s.backward())
+                .expect("backward");
+            let table = tunable.varmap.data().lock().expect("variables")[WORD_EMBEDDINGS].clone();
+            let row = |i: u32| {
+                table
+                    .as_tensor()
+                    .get(i as usize)
+                    .and_then(|r| r.to_vec1::<f32>())
+                    .expect("a row")
+            };
+            let before = row(ids[1]);
+            let mut optimiser = tunable.optimiser(1e-3, 0.0).expect("optimiser");
+            optimiser.step(&grads).expect("a step");
+            assert_eq!(
+                grads.get(table.as_tensor()).is_some(),
+                words,
+                "gradient, words {words}"
+            );
+            assert_eq!(
+                row(ids[1]) != before,
+                words,
+                "the text's word changed, words {words}"
+            );
+        }
+    }
+
     /// The graph-building forward pass computes the function the fast encoder computes, for
     /// texts of different lengths padded into one batch.
     #[test]
@@ -524,7 +571,7 @@ mod tests {
         ];
         let fast = Embedder::load(&dir, EmbedderOptions { threads: 2 }).expect("model");
         let want = fast.embed_batch(&texts).expect("embeds");
-        let tunable = Tunable::load(&dir).expect("model");
+        let tunable = Tunable::load(&dir, false).expect("model");
         let ids: Vec<Vec<u32>> = texts
             .iter()
             .map(|t| tunable.tokenizer.ids(t).expect("ids"))

@@ -3,7 +3,8 @@
 //! (docs/ai-quality.md), because it throws the scores away and lets a weak lexical match
 //! outvote a strong semantic one. The default fusion is convex instead: the cosine plus a small
 //! weight of the BM25 score normalised by the query's best BM25 score, which keeps dense
-//! retrieval's order unless the words settle a near tie.
+//! retrieval's order unless the words settle a near tie. [`tune_queries`] fine-tunes a query
+//! encoder offline against the passages' fixed embeddings (`eval retrieval --tune-queries`).
 
 mod bm25;
 mod eval;

@@ -93,7 +93,7 @@ pub fn tune_queries(
             q.text
         )));
     }
-    let tunable = Tunable::load(base)?;
+    let tunable = Tunable::load(base, false)?;
     let tokens: Vec<Vec<u32>> = queries
         .iter()
         .map(|q| tunable.tokenizer.ids(&q.text))
