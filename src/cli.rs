@@ -585,13 +585,11 @@ fn eval_retrieval(args: EvalRetrievalArgs) -> anyhow::Result<()> {
     let embedder = load_embedder(&args.encoder)?;
     let corpus = retrieval::read_corpus(&args.corpus)?;
     let queries = retrieval::read_queries(&args.queries)?;
+    let start = std::time::Instant::now();
+    let passages = retrieval::embed_corpus(&embedder, &corpus)?;
+    let corpus_embedding = start.elapsed();
     if let Some(out) = &args.tune_queries {
         let training = retrieval::tuning_queries(&corpus, &queries)?;
-        let texts: Vec<String> = corpus
-            .iter()
-            .map(retrieval::Passage::embedding_text)
-            .collect();
-        let passages = embedder.embed_all(&texts)?;
         let options = retrieval::QueryTuneOptions {
             epochs: args.tune_epochs,
             ..Default::default()
@@ -621,17 +619,18 @@ fn eval_retrieval(args: EvalRetrievalArgs) -> anyhow::Result<()> {
     };
     let start = std::time::Instant::now();
     let report = retrieval::compare_fusions(
-        &embedder,
-        query_embedder.as_ref().unwrap_or(&embedder),
         corpus,
+        &passages,
+        query_embedder.as_ref().unwrap_or(&embedder),
         &queries,
     )?;
+    let seconds = (corpus_embedding + start.elapsed()).as_secs_f64();
     println!(
         "{} passages, {} queries ({} for tuning), {:.1} s",
         report.passages,
         queries.len(),
         report.tuning_queries,
-        start.elapsed().as_secs_f64()
+        seconds
     );
     let tried: Vec<String> = report
         .tuning

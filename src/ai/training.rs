@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Linear, Module, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::tokenize::WordPiece;
 use super::{AiError, EMBEDDING_DIM, staging_path};
@@ -196,6 +196,25 @@ impl Tunable {
         })
     }
 
+    /// The token ids of each text.
+    pub(crate) fn token_ids<'a>(
+        &self,
+        texts: impl Iterator<Item = &'a str>,
+    ) -> Result<Vec<Vec<u32>>, AiError> {
+        texts.map(|t| self.tokenizer.ids(t)).collect()
+    }
+
+    /// [`Encoder::embed`] of the texts at positions `chunk` of `tokens`.
+    pub(crate) fn embed(
+        &self,
+        tokens: &[Vec<u32>],
+        chunk: &[usize],
+        dropout: &mut Dropout,
+    ) -> Result<Tensor, AiError> {
+        let batch: Vec<&[u32]> = chunk.iter().map(|&i| tokens[i].as_slice()).collect();
+        self.encoder.embed(&batch, dropout)
+    }
+
     /// AdamW over the encoder's variables, [`WORD_EMBEDDINGS`] only when they are trained.
     pub(crate) fn optimiser(
         &self,
@@ -238,6 +257,14 @@ impl Tunable {
         }
         std::fs::rename(&staging, out).map_err(io(out))
     }
+}
+
+/// A tuning report as the bytes of the [`TUNING_FILE`] to be written into `out`.
+pub(crate) fn tuning_bytes(report: &impl Serialize, out: &Path) -> Result<Vec<u8>, AiError> {
+    serde_json::to_vec_pretty(report).map_err(|e| AiError::InvalidModel {
+        path: out.join(TUNING_FILE),
+        reason: e.to_string(),
+    })
 }
 
 /// AdamW at `learning_rate` with decoupled `weight_decay`, PyTorch's other defaults.

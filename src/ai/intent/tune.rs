@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::{HeadInfo, IntentHead, LabelledText, TrainOptions, data_hash};
 use crate::ai::training::{
-    Dropout, SplitMix, TUNING_FILE, Tunable, adamw, candle, read_json, run_epochs,
+    Dropout, SplitMix, TUNING_FILE, Tunable, adamw, candle, read_json, run_epochs, tuning_bytes,
 };
 use crate::ai::{AiError, Embedding, hex};
 
@@ -96,10 +96,7 @@ pub fn fine_tune(
         ));
     }
     let tunable = Tunable::load(base, options.word_embeddings)?;
-    let tokens: Vec<Vec<u32>> = examples
-        .iter()
-        .map(|e| tunable.tokenizer.ids(&e.text))
-        .collect::<Result<_, _>>()?;
+    let tokens = tunable.token_ids(examples.iter().map(|e| e.text.as_str()))?;
     let targets: Vec<u32> = examples
         .iter()
         .map(|e| {
@@ -120,12 +117,11 @@ pub fn fine_tune(
     let step = |chunk: &[usize], ahead: f64, rng: &mut SplitMix| -> Result<f64, AiError> {
         encoder_opt.set_learning_rate(options.encoder_learning_rate * ahead);
         head_opt.set_learning_rate(options.head_learning_rate * ahead);
-        let batch: Vec<&[u32]> = chunk.iter().map(|&i| tokens[i].as_slice()).collect();
         let mut dropout = Dropout {
             rng,
             p: options.dropout,
         };
-        let pooled = tunable.encoder.embed(&batch, &mut dropout)?;
+        let pooled = tunable.embed(&tokens, chunk, &mut dropout)?;
         let logits = head.forward(&pooled, &mut dropout)?;
         let y: Vec<u32> = chunk.iter().map(|&i| targets[i]).collect();
         let y = Tensor::new(y.as_slice(), &Device::Cpu).map_err(candle)?;
@@ -152,10 +148,7 @@ pub fn fine_tune(
         epoch_losses,
         seconds: start.elapsed().as_secs_f64(),
     };
-    let tuning = serde_json::to_vec_pretty(&report).map_err(|e| AiError::InvalidModel {
-        path: out.join(TUNING_FILE),
-        reason: e.to_string(),
-    })?;
+    let tuning = tuning_bytes(&report, out)?;
     let info = HeadInfo {
         labels: labels.into_iter().map(str::to_owned).collect(),
         threshold: 0.0,

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{Fusion, Passage, Retriever, TrainingQuery};
-use crate::ai::{AiError, Embedder};
+use crate::ai::{AiError, Embedder, Embedding};
 
 /// Dense weights tried for convex fusion on the tuning queries.
 const DENSE_WEIGHTS: [f32; 9] = [0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98];
@@ -179,18 +179,23 @@ pub struct FusionComparison {
     pub all: Vec<(String, RankingMetrics)>,
 }
 
-/// Embeds the corpus with `passages` and the queries with `questions` (the same encoder, or a
-/// query encoder tuned for it), then compares dense, BM25, reciprocal-rank and convex fusion.
+/// Embeds the corpus' [`Passage::embedding_text`]s, as [`compare_fusions`] takes them.
+pub fn embed_corpus(embedder: &Embedder, corpus: &[Passage]) -> Result<Vec<Embedding>, AiError> {
+    let texts: Vec<String> = corpus.iter().map(Passage::embedding_text).collect();
+    embedder.embed_all(&texts)
+}
+
+/// Compares dense, BM25, reciprocal-rank and convex fusion over `corpus` (`vectors` its
+/// [`embed_corpus`]), the queries embedded with `questions` (the encoder that embedded the
+/// corpus, or a query encoder tuned for it).
 pub fn compare_fusions(
-    passages: &Embedder,
-    questions: &Embedder,
     corpus: Vec<Passage>,
+    vectors: &[Embedding],
+    questions: &Embedder,
     queries: &[Judged],
 ) -> Result<FusionComparison, AiError> {
-    let texts: Vec<String> = corpus.iter().map(Passage::embedding_text).collect();
-    let vectors = passages.embed_all(&texts)?;
     let passage_count = corpus.len();
-    let retriever = Retriever::build(corpus, &vectors, Fusion::default(), None)?;
+    let retriever = Retriever::build(corpus, vectors, Fusion::default(), None)?;
     let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
     let asked = questions.embed_all(&texts)?;
     let run = |fusion: Fusion, pick: &dyn Fn(usize) -> bool| -> Result<RankingMetrics, AiError> {

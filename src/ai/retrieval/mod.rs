@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 pub use self::bm25::IndexSync;
 pub use self::eval::{
-    FusionComparison, Judged, RankingMetrics, compare_fusions, is_tuning_query, read_corpus,
-    read_queries, score_rankings, tuning_queries,
+    FusionComparison, Judged, RankingMetrics, compare_fusions, embed_corpus, is_tuning_query,
+    read_corpus, read_queries, score_rankings, tuning_queries,
 };
 pub use self::tune::{QueryTuneOptions, QueryTuneReport, TrainingQuery, tune_queries};
 use super::{AiError, EMBEDDING_DIM, Embedding};

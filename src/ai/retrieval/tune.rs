@@ -16,7 +16,7 @@ use candle_core::{D, Device, Tensor};
 use candle_nn::Optimizer;
 use serde::{Deserialize, Serialize};
 
-use crate::ai::training::{Dropout, SplitMix, Tunable, candle, run_epochs};
+use crate::ai::training::{Dropout, SplitMix, Tunable, candle, run_epochs, tuning_bytes};
 use crate::ai::{AiError, EMBEDDING_DIM, Embedding};
 
 /// How to fine-tune a query encoder.
@@ -94,10 +94,7 @@ pub fn tune_queries(
         )));
     }
     let tunable = Tunable::load(base, false)?;
-    let tokens: Vec<Vec<u32>> = queries
-        .iter()
-        .map(|q| tunable.tokenizer.ids(&q.text))
-        .collect::<Result<_, _>>()?;
+    let tokens = tunable.token_ids(queries.iter().map(|q| q.text.as_str()))?;
     let flat: Vec<f32> = passages
         .iter()
         .flat_map(|e| e.as_slice())
@@ -110,12 +107,11 @@ pub fn tune_queries(
     let mut optimiser = tunable.optimiser(options.learning_rate, options.weight_decay)?;
     let step = |chunk: &[usize], ahead: f64, rng: &mut SplitMix| -> Result<f64, AiError> {
         optimiser.set_learning_rate(options.learning_rate * ahead);
-        let batch: Vec<&[u32]> = chunk.iter().map(|&i| tokens[i].as_slice()).collect();
         let mut dropout = Dropout {
             rng,
             p: options.dropout,
         };
-        let asked = tunable.encoder.embed(&batch, &mut dropout)?;
+        let asked = tunable.embed(&tokens, chunk, &mut dropout)?;
         let logits = asked
             .matmul(&corpus)
             .and_then(|l| l * options.scale)
@@ -148,10 +144,7 @@ pub fn tune_queries(
         epoch_losses,
         seconds: start.elapsed().as_secs_f64(),
     };
-    let tuning = serde_json::to_vec_pretty(&report).map_err(|e| AiError::InvalidModel {
-        path: out.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let tuning = tuning_bytes(&report, out)?;
     tunable.write(&tuning, |_| Ok(()), out)?;
     Ok(report)
 }
