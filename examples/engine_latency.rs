@@ -2,9 +2,11 @@
 //! sentiment, entities, hybrid retrieval) plus `respond`, one message at a time, on the 16
 //! support sentences of `benches/sentences.txt`; prints percentiles and the stages' means.
 //! With a fine-tuned intent encoder's folder (`switchboard train intents --fine-tune DIR`) the
-//! engine runs as with `ai.intent_encoder` set: a second encoder pass per message.
+//! engine runs as with `ai.intent_encoder` set, with a query encoder's (`switchboard train
+//! retrieval --out DIR`) as with `ai.query_encoder` set: one more encoder pass per message
+//! each (`-` for none).
 //!
-//!     cargo run --release --example engine_latency -- [ROUNDS] [INTENT_ENCODER_DIR]
+//!     cargo run --release --example engine_latency -- [ROUNDS] [INTENT_ENCODER_DIR|-] [QUERY_ENCODER_DIR]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,7 +27,14 @@ async fn main() -> anyhow::Result<()> {
     settings.models_dir = root.join("models");
     settings.knowledge_base = root.join("knowledge-base");
     settings.cache_dir = root.join("data/cache");
-    settings.intent_encoder = std::env::args().nth(2).map(PathBuf::from);
+    let folder = |n: usize| {
+        std::env::args()
+            .nth(n)
+            .filter(|a| a != "-")
+            .map(PathBuf::from)
+    };
+    settings.intent_encoder = folder(2);
+    settings.query_encoder = folder(3);
     let kb = KnowledgeBase::read(&settings.knowledge_base)?;
     let (engine, _) = Engine::load(&settings.engine(), &kb, &Default::default())?;
     let engine = Arc::new(engine);

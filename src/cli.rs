@@ -1,5 +1,5 @@
 //! The command line: `serve` (default), `migrate`, `agent create`, `agent list`,
-//! `kb import`, `train sentiment|intents`, `eval sentiment|intents|retrieval`.
+//! `kb import`, `train sentiment|intents|retrieval`, `eval sentiment|intents|retrieval`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,9 +13,9 @@ use crate::ai::intent::{
     choose_threshold, data_hash, embed_examples, evaluate as evaluate_intents, fine_tune,
     joint_head_for, read_labelled_csv, train_calibrated, tuned_data_hash, tuned_encoder_id,
 };
-use crate::ai::retrieval;
+use crate::ai::retrieval::{self, Judged, Passage};
 use crate::ai::sentiment::{self, Sentiment};
-use crate::ai::{Embedder, EmbedderOptions, Embedding, TUNING_FILE};
+use crate::ai::{Embedder, EmbedderOptions, Embedding, TUNING_FILE, passage_questions, passages};
 use crate::config::{LogFormat, Settings};
 use crate::domain::AgentRole;
 use crate::kb::KnowledgeBase;
@@ -74,6 +74,11 @@ pub enum TrainCommand {
     /// An intent head from the knowledge base's intents or a `text,label` CSV. (The server
     /// trains its own from the knowledge base at start; this is for inspecting one.)
     Intents(TrainIntentsArgs),
+    /// A query encoder for the knowledge base (minutes): MiniLM fine-tuned so that the
+    /// intents' examples land nearer the passages of their article, the passages keeping the
+    /// shipped encoder's embeddings. The server embeds questions with it when
+    /// `ai.query_encoder` names it.
+    Retrieval(TrainRetrievalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,7 +90,8 @@ pub enum EvalCommand {
     /// calibrated on the validation CSV), choose its out-of-scope threshold on another, test
     /// it on a third.
     Intents(EvalIntentsArgs),
-    /// Dense, BM25, reciprocal-rank and convex fusion on a JSON-lines corpus and queries.
+    /// Dense, BM25, reciprocal-rank and convex fusion on a JSON-lines corpus and queries, or
+    /// on the knowledge base.
     Retrieval(EvalRetrievalArgs),
 }
 
@@ -148,11 +154,16 @@ pub struct EvalIntentsArgs {
 #[derive(Debug, clap::Args)]
 pub struct EvalRetrievalArgs {
     /// `{"id","title","text"}` per line.
-    #[arg(long)]
-    corpus: PathBuf,
+    #[arg(long, required_unless_present = "kb", requires = "queries")]
+    corpus: Option<PathBuf>,
     /// `{"id","text","relevant":[ids]}` per line.
-    #[arg(long)]
-    queries: PathBuf,
+    #[arg(long, required_unless_present = "kb", requires = "corpus")]
+    queries: Option<PathBuf>,
+    /// Instead of `--corpus` and `--queries`, a knowledge-base folder: its passages as the
+    /// corpus, and each example of an intent that names an article as a query answered by
+    /// that article's passages.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["corpus", "queries"])]
+    kb: Option<PathBuf>,
     /// Also write the figures as JSON here.
     #[arg(long)]
     report: Option<PathBuf>,
@@ -165,6 +176,22 @@ pub struct EvalRetrievalArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "tune_queries")]
     query_encoder: Option<PathBuf>,
     /// Passes over the tuning queries when fine-tuning.
+    #[arg(long, default_value_t = retrieval::QueryTuneOptions::default().epochs)]
+    tune_epochs: usize,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainRetrievalArgs {
+    /// The knowledge-base folder: each example of an intent that names an article is a
+    /// question answered by that article's passages.
+    #[arg(long, default_value = KnowledgeBase::DEFAULT_DIR)]
+    kb: PathBuf,
+    /// Where to write the query encoder (a model folder), for `ai.query_encoder`.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Passes over the questions.
     #[arg(long, default_value_t = retrieval::QueryTuneOptions::default().epochs)]
     tune_epochs: usize,
     #[command(flatten)]
@@ -311,6 +338,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(TrainCommand::Sentiment(args)) => train_sentiment(args),
         Command::Eval(EvalCommand::Sentiment(args)) => eval_sentiment(args),
         Command::Train(TrainCommand::Intents(args)) => train_intents(args),
+        Command::Train(TrainCommand::Retrieval(args)) => train_retrieval(args),
         Command::Eval(EvalCommand::Intents(args)) => eval_intents(args),
         Command::Eval(EvalCommand::Retrieval(args)) => eval_retrieval(args),
         Command::Agent(AgentCommand::List) => {
@@ -581,33 +609,74 @@ fn print_calibration(calibration: Option<&Calibration>, held_out: &str) {
     println!("  calibrated, mixed: {}", calibration.after.render());
 }
 
+/// The knowledge base's passages and [`passage_questions`], as a retrieval set.
+fn knowledge_base_retrieval_set(dir: &Path) -> anyhow::Result<(Vec<Passage>, Vec<Judged>)> {
+    let kb = KnowledgeBase::read(dir)?;
+    let corpus = passages(&kb);
+    let questions = passage_questions(&kb, &corpus);
+    Ok((corpus, questions))
+}
+
+/// Fine-tunes a query encoder from `--minilm` on `training` against `passages` (their
+/// embeddings by `--minilm`) into `out`, printing its progress.
+fn tune_query_encoder(
+    encoder: &EncoderArgs,
+    passages: &[Embedding],
+    training: &[retrieval::TrainingQuery],
+    epochs: usize,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let options = retrieval::QueryTuneOptions {
+        epochs,
+        ..Default::default()
+    };
+    println!(
+        "fine-tuning a query encoder on {} questions against {} passages",
+        training.len(),
+        passages.len()
+    );
+    let report = retrieval::tune_queries(
+        &encoder.minilm,
+        passages,
+        training,
+        &options,
+        out,
+        |epoch, loss| println!("  epoch {epoch}: mean loss {loss:.4}"),
+    )?;
+    println!("  {:.0} s, written to {}", report.seconds, out.display());
+    Ok(())
+}
+
+fn train_retrieval(args: TrainRetrievalArgs) -> anyhow::Result<()> {
+    let embedder = load_embedder(&args.encoder)?;
+    let (corpus, questions) = knowledge_base_retrieval_set(&args.kb)?;
+    let passages = retrieval::embed_corpus(&embedder, &corpus)?;
+    let training = retrieval::training_queries(&corpus, &questions)?;
+    tune_query_encoder(
+        &args.encoder,
+        &passages,
+        &training,
+        args.tune_epochs,
+        &args.out,
+    )
+}
+
 fn eval_retrieval(args: EvalRetrievalArgs) -> anyhow::Result<()> {
     let embedder = load_embedder(&args.encoder)?;
-    let corpus = retrieval::read_corpus(&args.corpus)?;
-    let queries = retrieval::read_queries(&args.queries)?;
+    let (corpus, queries) = match (&args.kb, &args.corpus, &args.queries) {
+        (Some(dir), _, _) => knowledge_base_retrieval_set(dir)?,
+        (None, Some(corpus), Some(queries)) => (
+            retrieval::read_corpus(corpus)?,
+            retrieval::read_queries(queries)?,
+        ),
+        _ => anyhow::bail!("give --kb, or --corpus and --queries"),
+    };
     let start = std::time::Instant::now();
     let passages = retrieval::embed_corpus(&embedder, &corpus)?;
     let corpus_embedding = start.elapsed();
     if let Some(out) = &args.tune_queries {
         let training = retrieval::tuning_queries(&corpus, &queries)?;
-        let options = retrieval::QueryTuneOptions {
-            epochs: args.tune_epochs,
-            ..Default::default()
-        };
-        println!(
-            "fine-tuning a query encoder on {} tuning queries against {} passages",
-            training.len(),
-            passages.len()
-        );
-        let report = retrieval::tune_queries(
-            &args.encoder.minilm,
-            &passages,
-            &training,
-            &options,
-            out,
-            |epoch, loss| println!("  epoch {epoch}: mean loss {loss:.4}"),
-        )?;
-        println!("  {:.0} s, written to {}", report.seconds, out.display());
+        tune_query_encoder(&args.encoder, &passages, &training, args.tune_epochs, out)?;
     }
     let query_dir = args.tune_queries.as_ref().or(args.query_encoder.as_ref());
     let query_embedder = match query_dir {

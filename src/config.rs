@@ -79,6 +79,9 @@ pub struct AiSettings {
     /// An encoder fine-tuned on the intents (`switchboard train intents --fine-tune DIR`)
     /// for the intent head; unset, the shipped encoder serves intents too.
     pub intent_encoder: Option<PathBuf>,
+    /// A query encoder tuned on the knowledge base (`switchboard train retrieval --out DIR`)
+    /// that embeds questions for retrieval; unset, the shipped encoder does.
+    pub query_encoder: Option<PathBuf>,
 }
 
 impl Default for AiSettings {
@@ -102,6 +105,7 @@ impl Default for AiSettings {
                 _ => 1.0,
             },
             intent_encoder: None,
+            query_encoder: None,
         }
     }
 }
@@ -128,6 +132,7 @@ impl AiSettings {
             worker: crate::ai::WorkerConfig::default(),
             threads: self.threads,
             intent_encoder: self.intent_encoder.clone(),
+            query_encoder: self.query_encoder.clone(),
         }
     }
 }

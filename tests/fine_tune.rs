@@ -2,7 +2,8 @@
 //! folder the fast embedder loads, and that encoder separates the intents better than the
 //! shipped one; the head trained with it is served for those intents, and a head is trained
 //! over it for others; bad input is refused with a clear error. A query encoder tuned for
-//! retrieval brings its training questions nearer the passages that answer them.
+//! retrieval brings its training questions nearer the passages that answer them, and the
+//! engine embeds questions with it when configured.
 
 mod common;
 
@@ -15,10 +16,11 @@ use switchboard::ai::intent::{
     tuned_data_hash, tuned_encoder_id,
 };
 use switchboard::ai::retrieval::{
-    Judged, Passage, QueryTuneOptions, QueryTuneReport, TrainingQuery, tune_queries, tuning_queries,
+    Judged, Passage, QueryTuneOptions, QueryTuneReport, TrainingQuery, read_query_tuning,
+    training_queries, tune_queries, tuning_queries,
 };
 use switchboard::ai::{
-    AiError, Embedder, EmbedderOptions, Embedding, Engine, TUNING_FILE, passages,
+    AiError, Embedder, EmbedderOptions, Embedding, Engine, TUNING_FILE, passage_questions, passages,
 };
 use switchboard::config::{AiSettings, Settings};
 use switchboard::kb::{Intent, KnowledgeBase};
@@ -207,20 +209,37 @@ async fn fine_tuning_learns_and_writes_an_encoder_the_embedder_and_the_engine_lo
         matches!(refused, Err(AiError::ModelIo { ref path, .. }) if path.ends_with(TUNING_FILE)),
         "the shipped model folder is no tuned encoder"
     );
+
+    let mut settings = engine_settings(&tuned_dir, &scratch.join("refused"));
+    settings.query_encoder = Some(tuned_dir.clone());
+    let refused = Engine::load(&settings.engine(), &kb, &Default::default())
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|e| e.contains("an intent encoder") && e.contains("not a query encoder")),
+        "an intent encoder is no query encoder: {refused:?}"
+    );
 }
 
 /// Runs the `switchboard` binary with `args` on two encoder threads, writing its report into
 /// `scratch`; checks that it succeeded and returns the report.
 fn switchboard_report(args: &[&std::ffi::OsStr], scratch: &Path) -> serde_json::Value {
     let report = scratch.join("report.json");
+    switchboard(&[args, &["--report".as_ref(), report.as_os_str()]].concat());
+    serde_json::from_str(&std::fs::read_to_string(&report).expect("the report")).expect("json")
+}
+
+/// Runs the `switchboard` binary with `args` on two encoder threads and checks that it
+/// succeeded.
+fn switchboard(args: &[&std::ffi::OsStr]) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(args)
-        .args(["--threads", "2", "--report"])
-        .arg(&report)
+        .args(["--threads", "2"])
         .output()
         .expect("runs switchboard");
     assert!(output.status.success(), "{output:?}");
-    serde_json::from_str(&std::fs::read_to_string(&report).expect("the report")).expect("json")
 }
 
 /// Runs `switchboard eval intents --minilm TUNED` with `examples` as both training and test
@@ -304,45 +323,33 @@ fn fine_tuning_refuses_one_label_and_a_missing_model() {
     assert!(!out.path().join("b").exists(), "nothing is written");
 }
 
-/// The shipped knowledge base as a retrieval set: its passages as the corpus, and the first
-/// five examples of each intent that names an article as questions, answered by that
-/// article's passages. Written as `corpus.jsonl` and `queries.jsonl` into `dir`.
-fn knowledge_base_retrieval_set(dir: &Path) -> (Vec<Passage>, Vec<Judged>) {
+/// The shipped knowledge base as a retrieval set, as `eval retrieval --kb` and `train
+/// retrieval` read it: its passages as the corpus, and each example of an intent that names
+/// an article as a question answered by that article's passages.
+fn knowledge_base_retrieval_set() -> (Vec<Passage>, Vec<Judged>) {
     let kb = KnowledgeBase::read(root().join("knowledge-base")).expect("the knowledge base reads");
     let corpus = passages(&kb);
-    let mut queries = Vec::new();
-    for intent in &kb.intents {
-        let Some(article) = &intent.article else {
-            continue;
-        };
-        let prefix = format!("{article}#");
-        let relevant: Vec<String> = corpus
-            .iter()
-            .filter(|p| p.id.starts_with(&prefix))
-            .map(|p| p.id.clone())
-            .collect();
-        assert!(!relevant.is_empty(), "{article} has passages");
-        for (i, text) in intent.examples.iter().take(5).enumerate() {
-            queries.push(Judged {
-                id: format!("{}-{i}", intent.name),
-                text: text.clone(),
-                relevant: relevant.clone(),
-            });
-        }
+    let questions = passage_questions(&kb, &corpus);
+    let with_article: usize = kb
+        .intents
+        .iter()
+        .filter(|i| i.article.is_some())
+        .map(|i| i.examples.len())
+        .sum();
+    assert_eq!(questions.len(), with_article, "every article has passages");
+    for q in &questions {
+        let article = q.id.rsplit_once('-').map(|(intent, _)| intent);
+        let intent = kb.intents.iter().find(|i| Some(i.name.as_str()) == article);
+        let prefix = format!(
+            "{}#",
+            intent.and_then(|i| i.article.clone()).unwrap_or_default()
+        );
+        assert!(
+            !q.relevant.is_empty() && q.relevant.iter().all(|id| id.starts_with(&prefix)),
+            "{q:?} is answered by its intent's article"
+        );
     }
-    let lines =
-        |rows: Vec<serde_json::Value>| rows.iter().map(|r| format!("{r}\n")).collect::<String>();
-    let corpus_lines = corpus
-        .iter()
-        .map(|p| serde_json::json!({"id": p.id, "title": p.title, "text": p.text}))
-        .collect();
-    let query_lines = queries
-        .iter()
-        .map(|q| serde_json::json!({"id": q.id, "text": q.text, "relevant": q.relevant}))
-        .collect();
-    std::fs::write(dir.join("corpus.jsonl"), lines(corpus_lines)).expect("writes the corpus");
-    std::fs::write(dir.join("queries.jsonl"), lines(query_lines)).expect("writes the queries");
-    (corpus, queries)
+    (corpus, questions)
 }
 
 /// Mean over `questions` of minus the log of the probability the passages answering each
@@ -369,29 +376,25 @@ fn retrieval_loss(embedder: &Embedder, corpus: &[Embedding], questions: &[Traini
 #[test]
 fn a_query_encoder_tuned_for_retrieval_brings_its_questions_nearer_their_passages() {
     let scratch = tempfile::tempdir().expect("temporary folder");
-    let (corpus, queries) = knowledge_base_retrieval_set(scratch.path());
+    let (corpus, queries) = knowledge_base_retrieval_set();
     let tuned_dir = scratch.path().join("queries-tuned");
-    let (corpus_file, queries_file) = (
-        scratch.path().join("corpus.jsonl"),
-        scratch.path().join("queries.jsonl"),
-    );
+    let kb_dir = root().join("knowledge-base");
     let report = switchboard_report(
         &[
             "eval".as_ref(),
             "retrieval".as_ref(),
             "--tune-epochs".as_ref(),
             "2".as_ref(),
-            "--corpus".as_ref(),
-            corpus_file.as_os_str(),
-            "--queries".as_ref(),
-            queries_file.as_os_str(),
+            "--kb".as_ref(),
+            kb_dir.as_os_str(),
             "--tune-queries".as_ref(),
             tuned_dir.as_os_str(),
         ],
         scratch.path(),
     );
     let training = tuning_queries(&corpus, &queries).expect("every question names a passage");
-    assert_eq!(training.len(), queries.len() * 2 / 5);
+    let n = queries.len();
+    assert_eq!(training.len(), 2 * (n / 5) + (n % 5).min(2));
     assert_eq!(report["passages"], corpus.len());
     assert_eq!(report["tuning_queries"], training.len());
     assert_eq!(
@@ -423,6 +426,75 @@ fn a_query_encoder_tuned_for_retrieval_brings_its_questions_nearer_their_passage
     assert!(
         after < before * 0.9,
         "the tuned encoder's loss {after} is well below the shipped one's {before}"
+    );
+
+    let refused = tuned_encoder_id(&tuned_dir)
+        .expect_err("a query encoder is not an intent encoder")
+        .to_string();
+    assert!(refused.contains("a query encoder"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_encoder_trained_on_the_knowledge_base_serves_the_engine_s_retrieval() {
+    let scratch = tempfile::tempdir().expect("temporary folder");
+    let (corpus, questions) = knowledge_base_retrieval_set();
+    let tuned_dir = scratch.path().join("query-encoder");
+    switchboard(&[
+        "train".as_ref(),
+        "retrieval".as_ref(),
+        "--tune-epochs".as_ref(),
+        "1".as_ref(),
+        "--out".as_ref(),
+        tuned_dir.as_os_str(),
+    ]);
+    let tuning = read_query_tuning(&tuned_dir).expect("a query encoder's tuning report");
+    assert_eq!(tuning.queries, questions.len(), "trained on every question");
+    assert_eq!(tuning.passages, corpus.len());
+    assert_eq!(tuning.epoch_losses.len(), 1);
+
+    let options = EmbedderOptions { threads: 2 };
+    let shipped = Embedder::load(base(), options.clone()).expect("the shipped encoder");
+    let tuned = Embedder::load(&tuned_dir, options).expect("the tuned folder loads");
+    let texts: Vec<String> = corpus.iter().map(Passage::embedding_text).collect();
+    let embedded = shipped.embed_all(&texts).expect("embeds the corpus");
+    let training = training_queries(&corpus, &questions).expect("every question names a passage");
+    let before = retrieval_loss(&shipped, &embedded, &training);
+    let after = retrieval_loss(&tuned, &embedded, &training);
+    assert!(after < before, "loss {before} -> {after}");
+
+    let kb = KnowledgeBase::read(root().join("knowledge-base")).expect("the knowledge base reads");
+    let mut settings = Settings::default().ai;
+    settings.models_dir = root().join("models");
+    settings.cache_dir = root().join("data/cache");
+    settings.index_dir = PathBuf::new();
+    settings.query_encoder = Some(tuned_dir.clone());
+    let (engine, _) =
+        Engine::load(&settings.engine(), &kb, &Default::default()).expect("the engine loads");
+    let question = "I left my backpack in the driver's car";
+    let analysis = std::sync::Arc::new(engine)
+        .analyze(question)
+        .await
+        .expect("analyses");
+    let hit = analysis.passages.first().expect("a passage");
+    let passage = corpus
+        .iter()
+        .position(|p| p.id == hit.id)
+        .expect("a passage of the corpus");
+    let by_tuned = tuned.embed_all(&[question]).expect("embeds")[0].cosine(&embedded[passage]);
+    let by_shipped = shipped.embed_all(&[question]).expect("embeds")[0].cosine(&embedded[passage]);
+    assert!(
+        (hit.dense - by_tuned).abs() < 1e-4 && (hit.dense - by_shipped).abs() > 1e-3,
+        "retrieval embeds the question with the query encoder: {} against {by_tuned} (tuned) \
+         and {by_shipped} (shipped)",
+        hit.dense
+    );
+    assert!(hit.id.starts_with("lost-item-rider#"), "{}", hit.id);
+
+    settings.query_encoder = Some(base());
+    let refused = Engine::load(&settings.engine(), &kb, &Default::default());
+    assert!(
+        matches!(refused, Err(AiError::ModelIo { ref path, .. }) if path.ends_with(TUNING_FILE)),
+        "the shipped model folder is no query encoder"
     );
 }
 

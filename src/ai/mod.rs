@@ -31,7 +31,7 @@ pub use embedder::{EMBEDDING_DIM, Embedder, EmbedderOptions, Embedding};
 pub use engine::{
     Analysis, ConversationContext, Engine, EngineConfig, IntentGuess, KnowledgeUpdate, LoadStats,
     Reply, ReplyKind, ResponderConfig, RetrievedPassage, Source, StageTimings, StoredEmbeddings,
-    SuggestedArticle, Suggestions, UpdateTurn, article_link, passages,
+    SuggestedArticle, Suggestions, UpdateTurn, article_link, passage_questions, passages,
 };
 pub use error::AiError;
 pub use training::TUNING_FILE;

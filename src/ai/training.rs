@@ -156,6 +156,30 @@ fn batches(
 }
 
 /// A JSON file of a model folder.
+/// The [`TUNING_FILE`] of the tuned folder `dir` read as `T`, with its bytes. A report of the
+/// other kind of tuning (`Other`) is refused with `instead`, which says what the folder holds.
+pub(crate) fn read_report<T: serde::de::DeserializeOwned, Other: serde::de::DeserializeOwned>(
+    dir: &Path,
+    instead: &str,
+) -> Result<(T, Vec<u8>), AiError> {
+    let path = dir.join(TUNING_FILE);
+    let bytes = std::fs::read(&path).map_err(|source| AiError::ModelIo {
+        path: path.clone(),
+        source,
+    })?;
+    match serde_json::from_slice(&bytes) {
+        Ok(report) => Ok((report, bytes)),
+        Err(e) => {
+            let reason = if serde_json::from_slice::<Other>(&bytes).is_ok() {
+                instead.to_owned()
+            } else {
+                e.to_string()
+            };
+            Err(AiError::InvalidModel { path, reason })
+        }
+    }
+}
+
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, AiError> {
     let text = std::fs::read_to_string(path).map_err(|source| AiError::ModelIo {
         path: path.to_path_buf(),

@@ -21,14 +21,14 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 pub use self::live::{KnowledgeUpdate, UpdateTurn};
-pub use self::passages::{FreshEmbeddings, StoredEmbeddings, passages};
+pub use self::passages::{FreshEmbeddings, StoredEmbeddings, passage_questions, passages};
 pub use self::responder::{ConversationContext, Reply, ReplyKind, ResponderConfig, Source};
 use super::entities::{Entity, EntityConfig, EntityExtractor, Gazetteer};
 use super::intent::{
     Calibration, IntentHead, LabelledText, TrainOptions, data_hash, embed_examples, joint_head_for,
     train_calibrated, tuned_data_hash, tuned_encoder_id,
 };
-use super::retrieval::{Fusion, IndexSync, Retriever};
+use super::retrieval::{Fusion, IndexSync, Retriever, read_query_tuning};
 use super::sentiment::{Sentiment, SentimentScore};
 use super::{AiError, EmbedHandle, Embedder, EmbedderOptions, Embedding, WorkerConfig, hex};
 use crate::kb::{Intent, KnowledgeBase};
@@ -60,6 +60,10 @@ pub struct EngineConfig {
     /// the head trained with it when the intents are those it was tuned on; sentiment and
     /// retrieval keep the shipped encoder's. `None`: the shipped one for all.
     pub intent_encoder: Option<PathBuf>,
+    /// A query encoder tuned for the knowledge base (`switchboard train retrieval`): dense
+    /// retrieval embeds the message with it, at one more encoder pass per message, against
+    /// the passages' embeddings by the shipped encoder. `None`: the shipped one.
+    pub query_encoder: Option<PathBuf>,
 }
 
 /// The intent the head chose for a message.
@@ -137,6 +141,8 @@ pub struct Engine {
     embed: EmbedHandle,
     /// The fine-tuned encoder the intent head uses, when one is configured.
     intent_encoder: Option<IntentEncoder>,
+    /// The query encoder retrieval embeds messages with, when one is configured.
+    query_encoder: Option<EmbedHandle>,
     threshold: f32,
     sentiment: Sentiment,
     /// What is derived from the knowledge base: swapped whole when it changes (`live.rs`), so
@@ -150,6 +156,17 @@ pub struct Engine {
     permits: Arc<Semaphore>,
     responder: ResponderConfig,
     stats: LoadStats,
+}
+
+/// `text` embedded by `encoder`, when there is one.
+async fn embed_with(
+    encoder: Option<&EmbedHandle>,
+    text: &str,
+) -> Result<Option<Embedding>, AiError> {
+    match encoder {
+        Some(embed) => embed.embed(text).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 /// A fine-tuned encoder for intents, its folder and what identifies it in the head's data hash.
@@ -332,7 +349,19 @@ impl Engine {
         let tuned = match &config.intent_encoder {
             Some(dir) => {
                 let id = tuned_encoder_id(dir)?;
-                Some((Embedder::load(dir, options)?, id, dir))
+                Some((Embedder::load(dir, options.clone())?, id, dir))
+            }
+            None => None,
+        };
+        let query_encoder = match &config.query_encoder {
+            Some(dir) => {
+                let tuning = read_query_tuning(dir)?;
+                tracing::info!(
+                    dir = %dir.display(),
+                    questions = tuning.queries,
+                    "retrieval embeds questions with the query encoder"
+                );
+                Some(Embedder::load(dir, options)?)
             }
             None => None,
         };
@@ -389,9 +418,14 @@ impl Engine {
             }),
             None => None,
         };
+        let query_encoder = match query_encoder {
+            Some(embedder) => Some(EmbedHandle::spawn(embedder, config.worker.clone())?),
+            None => None,
+        };
         let engine = Self {
             embed: EmbedHandle::spawn(embedder, config.worker.clone())?,
             intent_encoder,
+            query_encoder,
             threshold: config.intent_threshold,
             sentiment,
             content: RwLock::new(Arc::new(content)),
@@ -454,16 +488,21 @@ impl Engine {
             .try_acquire_owned()
             .map_err(|_| AiError::Overloaded)?;
         let started = Instant::now();
-        let (embedding, batch) = self.embed.embed_in_batch(text).await?;
-        let for_intent = match &self.intent_encoder {
-            Some(tuned) => Some(tuned.embed.embed(text.to_owned()).await?),
-            None => None,
-        };
+        let ((embedding, batch), for_intent, for_query) = tokio::try_join!(
+            self.embed.embed_in_batch(text),
+            embed_with(self.intent_encoder.as_ref().map(|e| &e.embed), text),
+            embed_with(self.query_encoder.as_ref(), text),
+        )?;
         let embed_ms = ms(started);
         let engine = Arc::clone(self);
         let text = text.to_owned();
         let mut analysis = tokio::task::spawn_blocking(move || {
-            engine.understand(&text, &embedding, for_intent.as_ref().unwrap_or(&embedding))
+            engine.understand(
+                &text,
+                &embedding,
+                for_intent.as_ref().unwrap_or(&embedding),
+                for_query.as_ref().unwrap_or(&embedding),
+            )
         })
         .await
         .map_err(|e| AiError::Threads(Box::new(e)))??;
@@ -473,13 +512,14 @@ impl Engine {
     }
 
     /// The CPU part after the embedding: heads, patterns and search, each well under a
-    /// millisecond. `for_intent` is the embedding of the intent encoder (the same one unless
-    /// a fine-tuned encoder is configured).
+    /// millisecond. `for_intent` and `for_query` are the embeddings of the intent and the
+    /// query encoder (the same one unless fine-tuned encoders are configured).
     fn understand(
         &self,
         text: &str,
         embedding: &Embedding,
         for_intent: &Embedding,
+        for_query: &Embedding,
     ) -> Result<Analysis, AiError> {
         let mut timings = StageTimings::default();
         let content = self.content();
@@ -515,7 +555,7 @@ impl Engine {
         let t = Instant::now();
         let passages = content
             .retriever
-            .search(text, embedding, HITS)?
+            .search(text, for_query, HITS)?
             .into_iter()
             .map(|hit| {
                 let p = content.retriever.passage(hit.passage);

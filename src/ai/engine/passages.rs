@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::article_link;
-use crate::ai::retrieval::Passage;
+use crate::ai::retrieval::{Judged, Passage};
 use crate::ai::{AiError, Embedding};
 use crate::kb::{Article, KnowledgeBase};
 
@@ -18,6 +18,34 @@ pub type FreshEmbeddings = Vec<(String, Embedding)>;
 /// The knowledge base's sections as retrievable passages, in a stable order.
 pub fn passages(kb: &KnowledgeBase) -> Vec<Passage> {
     kb.articles.iter().flat_map(article_passages).collect()
+}
+
+/// Every example of each intent that names an article, as a question that the article's
+/// passages (in `passages`, from [`passages`]) answer: what a query encoder for the knowledge
+/// base is tuned and measured on (`train retrieval`, `eval retrieval --kb`). Intents whose
+/// article has no passage are left out.
+pub fn passage_questions(kb: &KnowledgeBase, passages: &[Passage]) -> Vec<Judged> {
+    let mut questions = Vec::new();
+    for intent in &kb.intents {
+        let Some(article) = &intent.article else {
+            continue;
+        };
+        let prefix = format!("{article}#");
+        let relevant: Vec<String> = passages
+            .iter()
+            .filter(|p| p.id.starts_with(&prefix))
+            .map(|p| p.id.clone())
+            .collect();
+        if relevant.is_empty() {
+            continue;
+        }
+        questions.extend(intent.examples.iter().enumerate().map(|(i, text)| Judged {
+            id: format!("{}-{i}", intent.name),
+            text: text.clone(),
+            relevant: relevant.clone(),
+        }));
+    }
+    questions
 }
 
 /// One article's sections as passages; `responder` and `suggest` read the article back from

@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{HeadInfo, IntentHead, LabelledText, TrainOptions, data_hash};
+use crate::ai::retrieval::QueryTuneReport;
 use crate::ai::training::{
-    Dropout, SplitMix, TUNING_FILE, Tunable, adamw, candle, read_json, run_epochs, tuning_bytes,
+    Dropout, SplitMix, TUNING_FILE, Tunable, adamw, candle, read_json, read_report, run_epochs,
+    tuning_bytes,
 };
 use crate::ai::{AiError, Embedding, hex};
 
@@ -181,15 +183,11 @@ pub fn fine_tune(
 /// What identifies a tuned encoder: the SHA-256 of its [`TUNING_FILE`], which differs between
 /// any two fine-tuning runs. Fails when `dir` holds no tuning report.
 pub fn tuned_encoder_id(dir: &Path) -> Result<String, AiError> {
-    let path = dir.join(TUNING_FILE);
-    let bytes = std::fs::read(&path).map_err(|source| AiError::ModelIo {
-        path: path.clone(),
-        source,
-    })?;
-    serde_json::from_slice::<TuneReport>(&bytes).map_err(|e| AiError::InvalidModel {
-        path,
-        reason: e.to_string(),
-    })?;
+    let (_, bytes) = read_report::<TuneReport, QueryTuneReport>(
+        dir,
+        "a query encoder (tuned by `train retrieval` or `eval retrieval --tune-queries`), not an \
+         intent encoder (tuned by `train intents --fine-tune`)",
+    )?;
     Ok(hex(&Sha256::digest(&bytes)))
 }
 

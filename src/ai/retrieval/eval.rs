@@ -130,16 +130,28 @@ pub fn tuning_queries(
     corpus: &[Passage],
     queries: &[Judged],
 ) -> Result<Vec<TrainingQuery>, AiError> {
+    let tuning = queries
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| is_tuning_query(*i))
+        .map(|(_, q)| q);
+    training_queries(corpus, tuning)
+}
+
+/// `queries` with the positions in `corpus` of the passages that answer them, to tune a
+/// query encoder on. Fails on a query naming a passage the corpus does not hold.
+pub fn training_queries<'a>(
+    corpus: &[Passage],
+    queries: impl IntoIterator<Item = &'a Judged>,
+) -> Result<Vec<TrainingQuery>, AiError> {
     let positions: HashMap<&str, usize> = corpus
         .iter()
         .enumerate()
         .map(|(i, p)| (p.id.as_str(), i))
         .collect();
     queries
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| is_tuning_query(*i))
-        .map(|(_, q)| {
+        .into_iter()
+        .map(|q| {
             let relevant = q
                 .relevant
                 .iter()

@@ -4,7 +4,8 @@
 //! outvote a strong semantic one. The default fusion is convex instead: the cosine plus a small
 //! weight of the BM25 score normalised by the query's best BM25 score, which keeps dense
 //! retrieval's order unless the words settle a near tie. [`tune_queries`] fine-tunes a query
-//! encoder offline against the passages' fixed embeddings (`eval retrieval --tune-queries`).
+//! encoder offline against the passages' fixed embeddings (`train retrieval`, `eval retrieval
+//! --tune-queries`), which the engine embeds questions with when one is configured.
 
 mod bm25;
 mod eval;
@@ -18,9 +19,11 @@ use serde::{Deserialize, Serialize};
 pub use self::bm25::IndexSync;
 pub use self::eval::{
     FusionComparison, Judged, RankingMetrics, compare_fusions, embed_corpus, is_tuning_query,
-    read_corpus, read_queries, score_rankings, tuning_queries,
+    read_corpus, read_queries, score_rankings, training_queries, tuning_queries,
 };
-pub use self::tune::{QueryTuneOptions, QueryTuneReport, TrainingQuery, tune_queries};
+pub use self::tune::{
+    QueryTuneOptions, QueryTuneReport, TrainingQuery, read_query_tuning, tune_queries,
+};
 use super::{AiError, EMBEDDING_DIM, Embedding};
 
 /// BM25 candidates considered per query; dense scores are computed for every passage.

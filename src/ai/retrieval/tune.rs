@@ -16,7 +16,10 @@ use candle_core::{D, Device, Tensor};
 use candle_nn::Optimizer;
 use serde::{Deserialize, Serialize};
 
-use crate::ai::training::{Dropout, SplitMix, Tunable, candle, run_epochs, tuning_bytes};
+use crate::ai::intent::TuneReport;
+use crate::ai::training::{
+    Dropout, SplitMix, Tunable, candle, read_report, run_epochs, tuning_bytes,
+};
 use crate::ai::{AiError, EMBEDDING_DIM, Embedding};
 
 /// How to fine-tune a query encoder.
@@ -67,6 +70,17 @@ pub struct QueryTuneReport {
     /// Mean training loss of each epoch.
     pub epoch_losses: Vec<f64>,
     pub seconds: f64,
+}
+
+/// Reads the [`QueryTuneReport`] of a query encoder's folder; a folder that holds none (an
+/// intent encoder's, or the shipped model's) is refused with what it is instead.
+pub fn read_query_tuning(dir: &Path) -> Result<QueryTuneReport, AiError> {
+    let (report, _) = read_report::<QueryTuneReport, TuneReport>(
+        dir,
+        "an intent encoder (tuned by `train intents --fine-tune`), not a query encoder (tuned \
+         by `train retrieval`)",
+    )?;
+    Ok(report)
 }
 
 /// Fine-tunes the encoder in `base` (a model folder) as a query encoder for `passages` (their
