@@ -155,7 +155,6 @@ fn batches(
     shuffled.into_iter().map(|i| batches[i].clone()).collect()
 }
 
-/// A JSON file of a model folder.
 /// The [`TUNING_FILE`] of the tuned folder `dir` read as `T`, with its bytes. A report of the
 /// other kind of tuning (`Other`) is refused with `instead`, which says what the folder holds.
 pub(crate) fn read_report<T: serde::de::DeserializeOwned, Other: serde::de::DeserializeOwned>(
@@ -180,6 +179,7 @@ pub(crate) fn read_report<T: serde::de::DeserializeOwned, Other: serde::de::Dese
     }
 }
 
+/// A JSON file of a model folder.
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, AiError> {
     let text = std::fs::read_to_string(path).map_err(|source| AiError::ModelIo {
         path: path.to_path_buf(),

@@ -20,8 +20,7 @@ use sha2::{Digest, Sha256};
 use super::{HeadInfo, IntentHead, LabelledText, TrainOptions, data_hash};
 use crate::ai::retrieval::QueryTuneReport;
 use crate::ai::training::{
-    Dropout, SplitMix, TUNING_FILE, Tunable, adamw, candle, read_json, read_report, run_epochs,
-    tuning_bytes,
+    Dropout, SplitMix, Tunable, adamw, candle, read_report, run_epochs, tuning_bytes,
 };
 use crate::ai::{AiError, Embedding, hex};
 
@@ -80,7 +79,8 @@ pub const JOINT_HEAD: &str = "intents";
 
 /// Fine-tunes the encoder in `base` (a model folder: `config.json`, `tokenizer.json`,
 /// `model.safetensors`) on `examples` and writes the tuned encoder to `out` as a model folder
-/// of the same kind, plus [`TUNING_FILE`]. `progress` hears each epoch's number and mean loss.
+/// of the same kind, plus [`crate::ai::TUNING_FILE`]. `progress` hears each epoch's number
+/// and mean loss.
 pub fn fine_tune(
     base: &Path,
     examples: &[LabelledText],
@@ -180,14 +180,10 @@ pub fn fine_tune(
     Ok(report)
 }
 
-/// What identifies a tuned encoder: the SHA-256 of its [`TUNING_FILE`], which differs between
-/// any two fine-tuning runs. Fails when `dir` holds no tuning report.
+/// What identifies a tuned encoder: the SHA-256 of its [`crate::ai::TUNING_FILE`], which
+/// differs between any two fine-tuning runs. Fails when `dir` holds no tuning report.
 pub fn tuned_encoder_id(dir: &Path) -> Result<String, AiError> {
-    let (_, bytes) = read_report::<TuneReport, QueryTuneReport>(
-        dir,
-        "a query encoder (tuned by `train retrieval` or `eval retrieval --tune-queries`), not an \
-         intent encoder (tuned by `train intents --fine-tune`)",
-    )?;
+    let (_, bytes) = read_intent_tuning(dir)?;
     Ok(hex(&Sha256::digest(&bytes)))
 }
 
@@ -222,7 +218,17 @@ pub fn joint_head_for(
 
 /// Reads the [`TuneReport`] of a tuned model folder.
 pub fn read_tuning(dir: &Path) -> Result<TuneReport, AiError> {
-    read_json(&dir.join(TUNING_FILE))
+    Ok(read_intent_tuning(dir)?.0)
+}
+
+/// The [`TuneReport`] of a tuned folder with its bytes; a query encoder's folder is refused
+/// saying so.
+fn read_intent_tuning(dir: &Path) -> Result<(TuneReport, Vec<u8>), AiError> {
+    read_report::<TuneReport, QueryTuneReport>(
+        dir,
+        "a query encoder (tuned by `train retrieval` or `eval retrieval --tune-queries`), not an \
+         intent encoder (tuned by `train intents --fine-tune`)",
+    )
 }
 
 /// The head trained with the encoder: the intent head's network (a hidden layer of 512 with
