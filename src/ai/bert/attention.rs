@@ -34,8 +34,8 @@ pub(crate) fn attention(
     };
     pool.split_rows(ctx, h, &|first, rows| match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: both AVX-512 kinds are only chosen after detecting AVX-512F at run time.
-        Isa::Avx512 | Isa::Avx512Bf16 => unsafe { job.run_avx512(first, rows) },
+        // SAFETY: the AVX-512 kinds are only chosen after detecting AVX-512F at run time.
+        Isa::Amx | Isa::Avx512 | Isa::Avx512Bf16 => unsafe { job.run_avx512(first, rows) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2` is only chosen after detecting AVX2 and FMA at run time.
         Isa::Avx2 => unsafe { job.run_avx2(first, rows) },

@@ -24,6 +24,11 @@ use crate::ai::tokenize::TokenBatch;
 /// Which kernels the encoder runs: chosen once at load from what the CPU offers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Isa {
+    /// AVX-512 with bfloat16 and Intel's AMX tiles (Sapphire Rapids and later), granted by the
+    /// kernel: the dense layers multiply the bf16 operands of `Avx512Bf16` a tile at a time
+    /// (attention and the rest as `Avx512`).
+    #[cfg(target_arch = "x86_64")]
+    Amx,
     /// AVX-512 with its bfloat16 dot products: the dense layers multiply bf16 weights and
     /// inputs, two products per lane, and add in f32 (attention and the rest as `Avx512`).
     #[cfg(target_arch = "x86_64")]
@@ -42,6 +47,9 @@ impl Isa {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx512f") {
             if std::arch::is_x86_feature_detected!("avx512bf16") {
+                if linear::amx_available() {
+                    return Isa::Amx;
+                }
                 return Isa::Avx512Bf16;
             }
             return Isa::Avx512;
@@ -223,8 +231,10 @@ impl Bert {
         let (isa, eps) = (self.isa, self.eps);
         pool.split_rows(rows, self.hidden, &|_, rows| match isa {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: both AVX-512 kinds are only chosen after detecting AVX-512F at run time.
-            Isa::Avx512 | Isa::Avx512Bf16 => unsafe { layer_norm_avx512(rows, norm, eps) },
+            // SAFETY: the AVX-512 kinds are only chosen after detecting AVX-512F at run time.
+            Isa::Amx | Isa::Avx512 | Isa::Avx512Bf16 => unsafe {
+                layer_norm_avx512(rows, norm, eps)
+            },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Isa::Avx2` is only chosen after detecting AVX2 and FMA at run time.
             Isa::Avx2 => unsafe { layer_norm_avx2(rows, norm, eps) },
