@@ -2,7 +2,7 @@
 //! is the source of truth), then applied to the running engine, which re-embeds and
 //! re-indexes only the passages that changed and retrains the intent head only when the
 //! examples changed, so the next visitor message is understood and answered with them. Every
-//! replica also follows the stored knowledge base's revision ([`follow`]), so a change made
+//! replica also follows the stored knowledge base's revision ([`follow`](crate::knowledge::follow)), so a change made
 //! through another replica or by `switchboard kb import` reaches it within seconds.
 
 use std::collections::HashSet;

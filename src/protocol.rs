@@ -1,4 +1,4 @@
-//! The real-time wire protocol: JSON text frames tagged by `type`, version [`PROTOCOL_VERSION`].
+//! The real-time wire protocol: JSON text frames tagged by `type`, version [`PROTOCOL_VERSION`](crate::protocol::PROTOCOL_VERSION).
 //! Parsing turns any client text into a typed frame or a stable error code; serialising is
 //! done once per event and shared by every socket that receives it. Documented in
 //! `docs/protocol.md`.

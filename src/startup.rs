@@ -1,7 +1,7 @@
 //! Builds the application from its settings: opens and migrates the database, starts the hub
 //! (and, in cluster mode, the listener for the other replicas), binds the listener (port 0
 //! works), and runs the HTTP server until it is stopped. The binary and the tests both start
-//! the server through [`Application::build`].
+//! the server through [`Application::build`](crate::startup::Application::build).
 
 use std::collections::HashSet;
 use std::net::TcpListener;

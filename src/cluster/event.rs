@@ -121,7 +121,7 @@ struct Envelope<'a> {
     event: Event,
 }
 
-/// The payload announcing `event` from `replica`, within [`MAX_PAYLOAD`]: a message too large
+/// The payload announcing `event` from `replica`, within `MAX_PAYLOAD`: a message too large
 /// to travel whole travels without its body. `None` if even that does not fit (an ephemeral
 /// frame too large to relay).
 pub fn encode(replica: &ReplicaId, event: Event) -> Option<String> {

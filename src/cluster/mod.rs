@@ -1,5 +1,5 @@
 //! Cluster mode: several replicas on one PostgreSQL database, any client on any replica.
-//! Whatever a replica stores is announced to the others through a [`Backplane`]; each
+//! Whatever a replica stores is announced to the others through a [`Backplane`](crate::cluster::Backplane); each
 //! replica hands what it hears to its own hub, skipping what it published itself.
 //!
 //! Nothing unstored is announced: a message's notification is sent in the transaction that
@@ -60,7 +60,7 @@ pub trait Backplane: Send + 'static {
 }
 
 /// Runs `backplane` and hands what it hears to this replica's sockets through `chat`.
-/// Returns once the backplane listens (or after [`FIRST_LISTEN`], and then it keeps trying),
+/// Returns once the backplane listens (or after `FIRST_LISTEN`, and then it keeps trying),
 /// so that the server serves no socket before it hears the other replicas.
 pub async fn start(backplane: impl Backplane, chat: Chat, metrics: Metrics) {
     let (signals, mut rx) = mpsc::channel(SIGNAL_QUEUE);

@@ -38,7 +38,7 @@ pub struct FitExample {
     pub weight: f64,
 }
 
-/// The fitted weights: one row of [`FEATURES`] per label, in [`LABELS`] order, over the
+/// The fitted weights: one row of `FEATURES` per label, in [`LABELS`] order, over the
 /// inputs standardised by `mean` and `scale` (one each per input but the bias).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Fusion {

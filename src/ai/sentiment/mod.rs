@@ -4,7 +4,7 @@
 //! its last messages.
 //!
 //! The head is an [`IntentHead`] trained on three labels (reviews from SST-2 and CR plus the
-//! team's support utterances); the [`fuse`] step is fitted on examples the head did not see.
+//! team's support utterances); the `fuse` step is fitted on examples the head did not see.
 //! [`Sentiment::analyze`] scores with the fusion, which beats VADER and the head alone on the
 //! product and support test sets and ties the head on film reviews (docs/ai-quality.md);
 //! `eval sentiment` reports all three. Both are stored under `models/sentiment/` by
