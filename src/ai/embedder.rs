@@ -215,4 +215,26 @@ mod tests {
             assert!(x.cosine(y) > bound, "{}", x.cosine(y));
         }
     }
+
+    /// The AMX kernel multiplies exactly the AVX-512 bf16 kernel's operands, so only the order
+    /// of the additions in f32 differs.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn amx_tiles_agree_with_the_avx512_bf16_kernel_where_the_cpu_has_both() {
+        if Isa::detect() != Isa::Amx {
+            return;
+        }
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(Embedder::DEFAULT_DIR);
+        let options = EmbedderOptions { threads: 2 };
+        let amx = Embedder::load_with(&dir, options.clone(), Isa::Amx).expect("model");
+        let avx512 = Embedder::load_with(&dir, options, Isa::Avx512Bf16).expect("model");
+        let texts: Vec<String> = (1..=40)
+            .map(|n| "where is my driver ".repeat(n % 13 + 1) + &n.to_string())
+            .collect();
+        let a = amx.embed_batch(&texts).expect("embeds");
+        let b = avx512.embed_batch(&texts).expect("embeds");
+        for (x, y) in a.iter().zip(&b) {
+            assert!(x.cosine(y) > 0.99999, "{}", x.cosine(y));
+        }
+    }
 }
