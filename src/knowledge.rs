@@ -1,9 +1,9 @@
-//! Admin changes to the knowledge base's articles and intents: checked, stored (the database
-//! is the source of truth), then applied to the running engine, which re-embeds and
-//! re-indexes only the passages that changed and retrains the intent head only when the
-//! examples changed, so the next visitor message is understood and answered with them. Every
-//! replica also follows the stored knowledge base's revision ([`follow`](crate::knowledge::follow)), so a change made
-//! through another replica or by `switchboard kb import` reaches it within seconds.
+//! Admin changes to the knowledge base's articles and intents: checked, stored (the database is the
+//! source of truth), then applied to the running engine, which re-embeds and re-indexes only the
+//! passages that changed and retrains the intent head only when the examples changed, so the next
+//! visitor message is understood and answered with them. Every replica also follows the stored
+//! knowledge base's revision ([`follow`](crate::knowledge::follow)), so a change made through
+//! another replica or by `switchboard kb import` reaches it within seconds.
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
-//! The real-time wire protocol: JSON text frames tagged by `type`, version [`PROTOCOL_VERSION`](crate::protocol::PROTOCOL_VERSION).
-//! Parsing turns any client text into a typed frame or a stable error code; serialising is
-//! done once per event and shared by every socket that receives it. Documented in
-//! `docs/protocol.md`.
+//! The real-time wire protocol: JSON text frames tagged by `type`, version
+//! [`PROTOCOL_VERSION`](crate::protocol::PROTOCOL_VERSION). Parsing turns any client text into a
+//! typed frame or a stable error code; serialising is done once per event and shared by every
+//! socket that receives it. Documented in `docs/protocol.md`.
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;

@@ -1,19 +1,23 @@
 //! The local AI engine. Everything runs on this server's CPU from files under `models/`:
 //! nothing is downloaded and no text leaves the machine.
 //!
-//! - [`Embedder`](crate::ai::Embedder) turns text into all-MiniLM-L6-v2 sentence embeddings, equal to
-//!   sentence-transformers' (mean pooling, L2 normalisation, truncation at 256 tokens), with its
-//!   own BERT forward pass tuned for small batches on a few cores.
-//! - [`EmbedHandle`](crate::ai::EmbedHandle) puts a micro-batching worker thread in front of it, so concurrent
-//!   conversations share forward passes and CPU work never runs on the async runtime.
-//! - [`intent`](crate::ai::intent) trains, evaluates, saves and loads a small classifier over the embeddings, with
-//!   out-of-scope detection.
-//! - [`sentiment`](crate::ai::sentiment) scores a message negative / neutral / positive (a head over the embedding,
-//!   VADER's score beside it) and follows a conversation's trend.
-//! - [`entities`](crate::ai::entities) finds ids, emails, phones, amounts, dates, URLs and known names in a message.
-//! - [`retrieval`](crate::ai::retrieval) finds knowledge-base passages with BM25 and embeddings, fused.
-//! - [`Engine`](crate::ai::Engine) puts them together for the conversations: `analyze` a visitor's message,
-//!   `respond` to it (answer with sources, clarifying question, or fallback).
+//! - [`Embedder`](crate::ai::Embedder) turns text into all-MiniLM-L6-v2 sentence embeddings,
+//!   equal to sentence-transformers' (mean pooling, L2 normalisation, truncation at 256
+//!   tokens), with its own BERT forward pass tuned for small batches on a few cores.
+//! - [`EmbedHandle`](crate::ai::EmbedHandle) puts a micro-batching worker thread in front of
+//!   it, so concurrent conversations share forward passes and CPU work never runs on the async
+//!   runtime.
+//! - [`intent`](crate::ai::intent) trains, evaluates, saves and loads a small classifier over
+//!   the embeddings, with out-of-scope detection.
+//! - [`sentiment`](crate::ai::sentiment) scores a message negative / neutral / positive (a head
+//!   over the embedding, VADER's score beside it) and follows a conversation's trend.
+//! - [`entities`](crate::ai::entities) finds ids, emails, phones, amounts, dates, URLs and known
+//!   names in a message.
+//! - [`retrieval`](crate::ai::retrieval) finds knowledge-base passages with BM25 and
+//!   embeddings, fused.
+//! - [`Engine`](crate::ai::Engine) puts them together for the conversations: `analyze` a
+//!   visitor's message, `respond` to it (answer with sources, clarifying question, or
+//!   fallback).
 
 mod bert;
 mod embedder;

@@ -1,6 +1,6 @@
-//! Cluster mode: several replicas on one PostgreSQL database, any client on any replica.
-//! Whatever a replica stores is announced to the others through a [`Backplane`](crate::cluster::Backplane); each
-//! replica hands what it hears to its own hub, skipping what it published itself.
+//! Cluster mode: several replicas on one PostgreSQL database, any client on any replica. Whatever a
+//! replica stores is announced to the others through a [`Backplane`](crate::cluster::Backplane);
+//! each replica hands what it hears to its own hub, skipping what it published itself.
 //!
 //! Nothing unstored is announced: a message's notification is sent in the transaction that
 //! stores it (`store/cluster.rs`), so it reaches other replicas only if, and once, it commits.

@@ -1,9 +1,9 @@
-//! The hub: every room (a conversation, the agents' feed, later a coaching session) and the
-//! sockets in it, behind a cloneable [`HubHandle`](crate::hub::HubHandle). Whoever publishes fans the frame out
-//! itself, on its own thread, under a read lock held only to push into queues: a frame goes
+//! The hub: every room (a conversation, the agents' feed, later a coaching session) and the sockets
+//! in it, behind a cloneable [`HubHandle`](crate::hub::HubHandle). Whoever publishes fans the frame
+//! out itself, on its own thread, under a read lock held only to push into queues: a frame goes
 //! from the publishing task straight to each socket's task, with no task in between. Each socket
-//! has a bounded outbound queue, and a socket whose queue is full is evicted (its task then
-//! closes it as a slow consumer) instead of growing memory.
+//! has a bounded outbound queue, and a socket whose queue is full is evicted (its task then closes
+//! it as a slow consumer) instead of growing memory.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,9 +1,9 @@
 //! WebSocket endpoints: `/ws/widget` for visitors and `/ws/agent` for the agent console feed.
-//! actix-http hands every upgrade request to [`upgrade`](crate::ws::upgrade) together with its TCP connection; the
-//! handshake is answered there and the connection leaves actix-http, whose two 8 KiB buffers
-//! per connection go with it. Each socket then runs one task with a `select!` loop over inbound
-//! frames, its bounded outbound queue from the hub, and a heartbeat. The only module besides
-//! `http` that knows actix.
+//! actix-http hands every upgrade request to [`upgrade`](crate::ws::upgrade) together with its TCP
+//! connection; the handshake is answered there and the connection leaves actix-http, whose two 8
+//! KiB buffers per connection go with it. Each socket then runs one task with a `select!` loop over
+//! inbound frames, its bounded outbound queue from the hub, and a heartbeat. The only module
+//! besides `http` that knows actix.
 
 mod agent;
 mod feedback;
